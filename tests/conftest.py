@@ -12,4 +12,4 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _eight_devices():
-  assert jax.device_count() == 8, "tests expect 8 simulated CPU devices"
+    assert jax.device_count() == 8, "tests expect 8 simulated CPU devices"
