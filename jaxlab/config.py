@@ -1,0 +1,143 @@
+"""The shared config schema and its validation.
+
+Every experiment config starts from `base_config()` and overrides fields, so all configs
+have the same fields and a locked override with a typo (`--config.trainng.batch_size`)
+is an error. `validate` checks values before anything is loaded or compiled and raises
+`ConfigError` naming the field and saying how to fix it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "lars", "lamb")
+SCHEDULES = ("constant", "cosine", "step")
+LR_SCALING = ("none", "linear", "sqrt")
+DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field and the fix."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"config.{field}: {message}")
+        self.field = field
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All fields every experiment has, with defaults for plain supervised training."""
+    config = ml_collections.ConfigDict()
+    config.experiment = "train"
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict(dict(
+        source="digits",     # see jaxlab.data.SOURCES
+        name="",             # tfds dataset name (source=tfds) or svmlight file name
+        dir="",              # folder of upstream files
+        path="",             # a single file (npz, cifar tar, svmlight train file)
+        train_split="train",
+        eval_split="test",
+        image_size=0,        # host-side resize to a fixed size (variable-size datasets); 0 = keep
+        seed=0,              # only for sources that need a split (digits)
+    ))
+
+    config.model = ml_collections.ConfigDict(dict(
+        name="cnn",          # see jaxlab.models.MODELS
+        dtype="float32",     # compute dtype: float32 | bfloat16 (params stay float32)
+        bn_sync=False,       # False: per-device BatchNorm statistics; True: synced over all devices
+        hidden_sizes=(100, 100),
+        width=32,
+        polynomial_degree=1,
+    ))
+
+    config.training = ml_collections.ConfigDict(dict(
+        batch_size=128,      # GLOBAL batch over all devices and hosts
+        num_epochs=10.0,
+        num_train_steps=-1,  # > 0 overrides num_epochs
+        label_smoothing=0.0,
+    ))
+
+    config.optimizer = ml_collections.ConfigDict(dict(
+        name="momentum",     # sgd | momentum | nesterov | adamw | lars | lamb
+        learning_rate=0.1,   # at base_batch_size; scaled by lr_scaling
+        lr_scaling="none",   # none | linear | sqrt: lr * (batch_size / base_batch_size) ** {0, 1, 1/2}
+        base_batch_size=256,
+        momentum=0.9,
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        weight_decay=5e-4,
+        decay_bn_and_bias=False,  # False: no weight decay (nor LARS trust ratio) on 1-D params
+        trust_coefficient=0.001,  # LARS
+        grad_clip_norm=0.0,       # > 0 clips the global gradient norm
+    ))
+
+    config.schedule = ml_collections.ConfigDict(dict(
+        name="cosine",       # constant | cosine | step, each after a linear warm-up
+        warmup_epochs=0.0,
+        end_lr_factor=0.0,   # cosine: final lr = end_lr_factor * lr
+        decay_epochs=(),     # step: epochs at which lr is multiplied by decay_factor
+        decay_factor=0.1,
+    ))
+
+    config.eval_batch_size = 512
+    config.eval_every_steps = 0      # 0: evaluate once per epoch
+    config.log_every_steps = 20
+    config.checkpoint_every_steps = 0  # 0: once per epoch
+    config.keep_checkpoints = 2
+    config.tensorboard = False
+    return config
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(field, message)
+
+
+def validate(config, *, num_devices: int, process_count: int = 1) -> None:
+    """Check the values of `config` before any data is loaded or code compiled."""
+    from jaxlab import data, experiments, models  # local: avoid import cycles
+
+    _require(config.experiment in experiments.EXPERIMENTS, "experiment",
+             f"unknown experiment {config.experiment!r}; choose one of {sorted(experiments.EXPERIMENTS)}")
+    _require(config.model.name in models.MODELS, "model.name",
+             f"unknown model {config.model.name!r}; choose one of {sorted(models.MODELS)}")
+    _require(config.model.dtype in DTYPES, "model.dtype",
+             f"{config.model.dtype!r} is not one of {DTYPES}")
+    _require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
+    data.check_data_config(config.data)
+
+    batch = config.training.batch_size
+    _require(batch > 0, "training.batch_size", f"must be positive, got {batch}")
+    _require(batch % num_devices == 0, "training.batch_size",
+             f"the global batch {batch} is not divisible by the {num_devices} devices; "
+             f"use a multiple of {num_devices}, e.g. {math.ceil(batch / num_devices) * num_devices}")
+    _require(batch % process_count == 0, "training.batch_size",
+             f"the global batch {batch} is not divisible by the {process_count} processes")
+    eval_batch = config.eval_batch_size
+    _require(eval_batch > 0 and eval_batch % num_devices == 0, "eval_batch_size",
+             f"must be a positive multiple of the {num_devices} devices, got {eval_batch}")
+    _require(config.training.num_train_steps > 0 or config.training.num_epochs > 0,
+             "training.num_epochs", "set num_epochs > 0 or training.num_train_steps > 0")
+    _require(0.0 <= config.training.label_smoothing < 1.0, "training.label_smoothing", "must be in [0, 1)")
+
+    opt = config.optimizer
+    _require(opt.name in OPTIMIZERS, "optimizer.name", f"unknown optimizer {opt.name!r}; choose one of {OPTIMIZERS}")
+    _require(opt.learning_rate > 0, "optimizer.learning_rate", f"must be positive, got {opt.learning_rate}")
+    _require(opt.lr_scaling in LR_SCALING, "optimizer.lr_scaling", f"{opt.lr_scaling!r} is not one of {LR_SCALING}")
+    _require(opt.base_batch_size > 0, "optimizer.base_batch_size", "must be positive")
+    _require(opt.weight_decay >= 0, "optimizer.weight_decay", f"must be >= 0, got {opt.weight_decay}")
+    _require(0 <= opt.momentum < 1, "optimizer.momentum", f"must be in [0, 1), got {opt.momentum}")
+    _require(opt.grad_clip_norm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 disables clipping)")
+
+    sched = config.schedule
+    _require(sched.name in SCHEDULES, "schedule.name", f"unknown schedule {sched.name!r}; choose one of {SCHEDULES}")
+    _require(sched.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
+    _require(all(e > 0 for e in sched.decay_epochs), "schedule.decay_epochs", "epochs must be positive")
+
+    for field in ("eval_every_steps", "log_every_steps", "checkpoint_every_steps"):
+        _require(config[field] >= 0, field, "must be >= 0")
+    _require(config.log_every_steps > 0, "log_every_steps", "must be positive")
+    _require(config.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")

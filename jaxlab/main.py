@@ -1,0 +1,46 @@
+"""Command line: `python -m jaxlab.main --config=configs/<name>.py --workdir=<dir>`.
+
+Kept thin on purpose: everything it does is one call to `jaxlab.experiments.run`,
+which notebooks can call directly. With no flags it runs configs/default.py into
+workdirs/default. Override any field with `--config.a.b=value`; configs are locked,
+so a misspelt field is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", default=DEFAULT_CONFIG, help_string="Path to a config file (get_config()).", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, metrics and results (default: workdirs/<config name>).")
+
+
+def default_workdir(config_path: str) -> str:
+    name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
+    return os.path.join("workdirs", name)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from jaxlab import experiments, parallel
+    from jaxlab.config import ConfigError
+    from jaxlab.data import DataError
+
+    parallel.initialize_distributed()
+    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
+    try:
+        experiments.run(_CONFIG.value, workdir)
+    except (ConfigError, DataError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,238 @@
+"""`train_and_evaluate(config, workdir)`: the training run, importable from a notebook.
+
+Sections: setup (validate -> data -> model -> optimiser -> state, restored from the
+workdir if a checkpoint exists) / train loop (logging, periodic evaluation, checkpoints,
+non-finite and interruption handling) / final evaluation and results files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxlab import config as config_lib
+from jaxlab import data, models, parallel
+from jaxlab.train import metrics as metrics_lib
+from jaxlab.train.checkpoint import Checkpointer
+from jaxlab.train.optim import create_optimizer, total_train_steps
+from jaxlab.train.state import TrainState, create_train_state
+from jaxlab.train.step import Augment, ExtraLoss, make_eval_step, make_train_step
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the last checkpoint on disk is the last good state."""
+
+
+def evaluate(eval_step, state: TrainState, source, batch_size: int, mesh: Mesh) -> dict[str, Any]:
+    """Evaluate on every example of `source` exactly once (padded last batch, masked).
+
+    Returns per_class_metrics(confusion) plus "loss", "confusion", and "predictions" and
+    "labels" per example in the split's order (for analyses that need more than counts).
+    """
+    stats, examples = None, []
+    for batch in data.eval_batches(source, batch_size):
+        batch_stats, batch_examples = eval_step(state, parallel.shard_batch(batch, mesh))
+        stats = batch_stats if stats is None else jax.tree.map(lambda a, b: a + b, stats, batch_stats)
+        examples.append(batch_examples)
+    stats, examples = parallel.fetch((stats, examples))
+    confusion = np.rint(stats["confusion"]).astype(np.int64)
+    result = metrics_lib.per_class_metrics(confusion)
+    result["loss"] = float(stats["loss_sum"]) / max(result["num_examples"], 1)
+    result["confusion"] = confusion
+    for key, name in (("prediction", "predictions"), ("label", "labels")):
+        result[name] = np.concatenate([e[key] for e in examples])[: len(source)].astype(np.int32)
+    return result
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[dict[str, bool]]:
+    """Turn SIGTERM (preemption, scancel) into a flag the loop checks: checkpoint, then stop."""
+    flag = {"stop": False}
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: flag.update(stop=True))
+    except ValueError:  # not the main thread: leave signals alone
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _MetricBuffer:
+    """Train metrics kept on device between logging steps (no per-step host sync)."""
+
+    def __init__(self):
+        self._pending: list[tuple[int, dict]] = []
+
+    def add(self, step: int, step_metrics: dict) -> None:
+        self._pending.append((step, step_metrics))
+
+    def flush(self, last_good_step: int | None) -> dict[str, float] | None:
+        """Mean of the buffered metrics; raises NonFiniteLossError at the first bad step."""
+        if not self._pending:
+            return None
+        steps, values = zip(*self._pending)
+        values = jax.device_get(values)
+        self._pending = []
+        for step, v in zip(steps, values):
+            if not np.isfinite(v["loss"]):
+                where = (f"the last good checkpoint is step {last_good_step}" if last_good_step is not None
+                         else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"loss became {v['loss']} at step {step}; training stopped and {where}. "
+                    "Lower config.optimizer.learning_rate, add warm-up (config.schedule.warmup_epochs) "
+                    "or clip gradients (config.optimizer.grad_clip_norm).")
+        return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+
+
+def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, dataset: data.Dataset | None = None,
+                       augment: Augment | None = None, extra_loss: ExtraLoss | None = None,
+                       max_steps: int | None = None) -> dict[str, Any]:
+    """Train `config` into `workdir` (resuming from its latest checkpoint) and evaluate.
+
+    Args:
+      mesh: devices to use (default: all devices of all processes).
+      dataset: an in-memory `jaxlab.data.Dataset` (e.g. `data.from_arrays(...)`) instead of config.data.
+      augment, extra_loss: on-device augmentation and extra loss terms (see jaxlab.train.step).
+      max_steps: run at most this many steps in this call, then checkpoint and return (time-sliced jobs).
+
+    Returns the summary also written to <workdir>/summary.json (final top-1, loss,
+    per-class accuracy / n / false positives, the confusion matrix and run facts), plus
+    "predictions" and "labels" of the eval split and the final TrainState as "state".
+    """
+    # ---------------------------------------------------------------- setup
+    mesh = mesh if mesh is not None else parallel.make_mesh()
+    config_lib.validate(config, num_devices=mesh.size, process_count=jax.process_count())
+    if dataset is None:
+        dataset = data.load_dataset(config.data)
+    batch_size = config.training.batch_size
+    if len(dataset.train) < batch_size:
+        raise config_lib.ConfigError("training.batch_size", f"{batch_size} is larger than the training split "
+                                     f"({len(dataset.train)} examples of {dataset.name})")
+    os.makedirs(workdir, exist_ok=True)
+    is_chief = jax.process_index() == 0
+
+    model = models.create_model(config.model, dataset.num_classes)
+    train_batches = data.TrainBatches(dataset.train, batch_size, seed=config.seed)
+    steps_per_epoch = train_batches.steps_per_epoch
+    total_steps = total_train_steps(config, steps_per_epoch)
+    tx, schedule = create_optimizer(config, steps_per_epoch, total_steps)
+    state = create_train_state(config.seed, model, tx, dataset.image_shape)
+
+    checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+    restored = checkpointer.restore_latest(state, mesh)
+    if restored is None:
+        state = parallel.replicate(state, mesh)
+    else:
+        state, data_state = restored
+        train_batches.set_state(data_state)
+    step = int(jax.device_get(state.step))
+    if is_chief:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    train_step = make_train_step(model, tx, mesh, label_smoothing=config.training.label_smoothing,
+                                 augment=augment, extra_loss=extra_loss)
+    eval_step = make_eval_step(model, mesh, dataset.num_classes)
+    writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
+    eval_every = config.eval_every_steps or steps_per_epoch
+    checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
+
+    def run_eval(at_step: int) -> dict[str, Any]:
+        result = evaluate(eval_step, state, dataset.test, config.eval_batch_size, mesh)
+        writer.write("eval", at_step, {"loss": result["loss"], "accuracy": result["accuracy"]})
+        if is_chief:
+            with open(os.path.join(workdir, "eval_per_class.jsonl"), "a") as f:
+                f.write(json.dumps({"step": at_step, **{k: result[k] for k in
+                                    ("per_class_accuracy", "per_class_n", "false_positives")},
+                                    "confusion": result["confusion"].tolist()}) + "\n")
+        return result
+
+    # ---------------------------------------------------------------- train loop
+    stop_at = total_steps if max_steps is None else min(total_steps, step + max_steps)
+    progress = metrics_lib.Progress(total_steps, step, batch_size)
+    progress.write(f"{dataset.name}: {len(dataset.train)} train / {len(dataset.test)} eval examples, "
+                   f"{dataset.num_classes} classes; {config.model.name} on {mesh.size} device(s); "
+                   f"{total_steps} steps ({steps_per_epoch}/epoch)"
+                   + (f", resumed at step {step}" if restored is not None else ""))
+    buffer = _MetricBuffer()
+    last_checkpoint = checkpointer.latest_step()
+
+    def checkpoint() -> None:
+        nonlocal last_checkpoint
+        buffer_metrics = buffer.flush(last_checkpoint)  # never checkpoint a non-finite state
+        if buffer_metrics is not None:
+            writer.write("train", step, {**buffer_metrics, "learning_rate": float(schedule(step - 1))})
+        last_checkpoint = checkpointer.save(state, train_batches.get_state())
+
+    start_time, start_step = time.perf_counter(), step
+    preempted = False
+    try:
+        with _stop_on_sigterm() as sigterm:
+            while step < stop_at and not sigterm["stop"]:
+                state, step_metrics = train_step(state, parallel.shard_batch(next(train_batches), mesh))
+                step += 1
+                buffer.add(step, step_metrics)
+                if step % config.log_every_steps == 0 or step == stop_at:
+                    logged = buffer.flush(last_checkpoint)
+                    writer.write("train", step, {**logged, "learning_rate": float(schedule(step - 1))})
+                    progress.show(step, {"loss": logged["loss"], "acc": logged["accuracy"]})
+                else:
+                    progress.update(step)
+                if step % eval_every == 0 and step < total_steps:
+                    result = run_eval(step)
+                    progress.write(f"step {step}: eval loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}")
+                if step % checkpoint_every == 0 or step == stop_at:
+                    checkpoint()
+            if sigterm["stop"]:
+                checkpoint()
+                progress.write(f"SIGTERM: checkpointed step {step} in {checkpointer.directory}; rerun to resume.")
+                preempted = True
+    except KeyboardInterrupt:
+        checkpoint()
+        progress.write(f"interrupted: checkpointed step {step}; rerun with the same workdir to resume.")
+        raise
+    finally:
+        progress.close()
+        checkpointer.wait()
+        train_batches.close()
+    train_seconds = time.perf_counter() - start_time
+    if preempted:
+        writer.close()
+        checkpointer.close()
+        return {"step": step, "total_steps": total_steps, "finished": False, "preempted": True}
+
+    # ---------------------------------------------------------------- results
+    result = run_eval(step)
+    summary = {
+        "dataset": dataset.name,
+        "model": config.model.name,
+        "step": step,
+        "total_steps": total_steps,
+        "finished": step >= total_steps,
+        "num_devices": mesh.size,
+        "num_processes": jax.process_count(),
+        "train_seconds_this_run": train_seconds,
+        "train_images_per_second": (step - start_step) * batch_size / train_seconds if step > start_step else None,
+        "class_names": list(dataset.class_names),
+        **{k: v for k, v in result.items() if k not in ("confusion", "predictions", "labels")},
+        "confusion": result["confusion"].tolist(),
+    }
+    if is_chief:
+        print(metrics_lib.format_per_class_table(summary, dataset.class_names), flush=True)
+        metrics_lib.write_json(os.path.join(workdir, "summary.json"), summary)
+        metrics_lib.write_per_class_csv(os.path.join(workdir, "per_class.csv"), summary, dataset.class_names)
+        np.savez_compressed(os.path.join(workdir, "predictions.npz"), predictions=result["predictions"],
+                            labels=result["labels"])
+    writer.close()
+    checkpointer.close()
+    return {**summary, "predictions": result["predictions"], "labels": result["labels"], "state": state}

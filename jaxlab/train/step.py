@@ -1,0 +1,119 @@
+"""The data-parallel train and eval steps (per-device code under `jax.shard_map`).
+
+Gradient scaling: the loss is `pmean`-ed INSIDE the differentiated function, so the
+gradient w.r.t. the replicated params is the gradient of the global-batch mean loss on
+any number of devices (taking `pmean(grad(local_loss))` instead would be N times too
+large under shard_map's varying-manual-axes checking).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from jaxlab import parallel
+from jaxlab.data import to_float
+from jaxlab.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+class ExtraLoss(Protocol):
+    """An extra term added to the task loss (K-prior, DReg penalty, ...).
+
+    Called per device with the local shard of the batch; its value is averaged over devices.
+    """
+
+    def __call__(self, params, batch: Batch, rng: jax.Array) -> jax.Array: ...
+
+
+class Augment(Protocol):
+    """Per-example augmentation run on device: keys[i] = fold_in(fold_in(rng, step), index[i])."""
+
+    def __call__(self, keys: jax.Array, images: jax.Array, labels: jax.Array) -> jax.Array: ...
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example softmax cross-entropy against (optionally smoothed) one-hot labels."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1])
+    if label_smoothing:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def example_keys(rng: jax.Array, step: jax.Array, indices: jax.Array) -> jax.Array:
+    """keys[i] = fold_in(fold_in(rng, step), index[i]): independent of device count and
+    batch position, and identical after a resume."""
+    step_key = jax.random.fold_in(rng, step)
+    return jax.vmap(lambda i: jax.random.fold_in(step_key, i))(indices)
+
+
+def _variables(params, batch_stats):
+    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *,
+                    label_smoothing: float = 0.0, augment: Augment | None = None,
+                    extra_loss: ExtraLoss | None = None) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """jit(shard_map(step)): (state, global batch) -> (new state, metrics), state donated."""
+
+    def step(state: TrainState, batch: Batch):
+        images = to_float(batch["image"])
+        labels = batch["label"]
+        if augment is not None:
+            images = augment(example_keys(state.rng, state.step, batch["index"]), images, labels)
+        extra_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), -1)
+
+        def loss_fn(params):
+            logits, mutated = model.apply(_variables(params, state.batch_stats), images, train=True,
+                                          mutable=["batch_stats"])
+            task = jnp.mean(cross_entropy(logits, labels, label_smoothing))
+            local = task if extra_loss is None else task + extra_loss(params, batch, extra_rng)
+            return jax.lax.pmean(local, parallel.AXIS), (task, logits, mutated)
+
+        (loss, (task, logits, mutated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            # Running BN averages: per-device batches, averaged so the state stays replicated.
+            batch_stats=jax.lax.pmean(mutated.get("batch_stats", {}), parallel.AXIS),
+            opt_state=opt_state,
+        )
+        metrics = {
+            "loss": loss,
+            "task_loss": jax.lax.pmean(task, parallel.AXIS),
+            "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), parallel.AXIS),
+            "grad_norm": optax.global_norm(grads),
+        }
+        return new_state, metrics
+
+    return parallel.data_parallel(step, mesh, in_specs=(parallel.REPLICATED, parallel.BATCH),
+                                  out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
+
+
+def make_eval_step(model, mesh: Mesh, num_classes: int) -> Callable[[TrainState, Batch], tuple[dict, dict]]:
+    """(state, padded global batch with "mask") -> (summed stats, per-example "prediction" and "label").
+
+    Stats: "loss_sum" (masked cross-entropy sum) and "confusion" [true, predicted] counts,
+    from which every per-class metric follows; padded examples count nowhere.
+    """
+
+    def step(state: TrainState, batch: Batch):
+        logits = model.apply(_variables(state.params, state.batch_stats), to_float(batch["image"]), train=False)
+        mask = batch["mask"]
+        predictions = jnp.argmax(logits, -1)
+        true = jax.nn.one_hot(batch["label"], num_classes) * mask[:, None]
+        confusion = true.T @ jax.nn.one_hot(predictions, num_classes)
+        stats = {
+            "loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
+            "confusion": confusion,
+        }
+        return jax.lax.psum(stats, parallel.AXIS), {"prediction": predictions, "label": batch["label"]}
+
+    return parallel.data_parallel(step, mesh, in_specs=(parallel.REPLICATED, parallel.BATCH),
+                                  out_specs=(parallel.REPLICATED, parallel.BATCH))

@@ -1,0 +1,59 @@
+"""End-to-end: the command line on the embedded dataset and on tfds mock data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_main(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "jaxlab.main", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=600)
+
+
+def test_main_on_digits(tmp_path):
+    workdir = tmp_path / "run"
+    proc = _run_main(f"--config={REPO}/configs/default.py", f"--workdir={workdir}",
+                     "--config.training.num_train_steps=4", "--config.log_every_steps=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["step"] == 4 and summary["num_devices"] == 8
+    assert "accuracy" in proc.stdout + proc.stderr and "false pos" in proc.stdout
+
+
+def test_main_rejects_typo_and_bad_value(tmp_path):
+    typo = _run_main(f"--config={REPO}/configs/default.py", "--config.trainng.batch_size=8", cwd=tmp_path)
+    assert typo.returncode != 0 and "trainng" in typo.stderr
+    bad = _run_main(f"--config={REPO}/configs/default.py", f"--workdir={tmp_path / 'bad'}",
+                    "--config.training.batch_size=100", cwd=tmp_path)
+    assert bad.returncode != 0 and "config.training.batch_size" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_main_with_no_flags_uses_default_config_and_workdir(tmp_path):
+    from jaxlab import main
+    assert main.DEFAULT_CONFIG.endswith(os.path.join("configs", "default.py")) and os.path.exists(main.DEFAULT_CONFIG)
+    assert main.default_workdir(main.DEFAULT_CONFIG) == os.path.join("workdirs", "default")
+
+
+def test_main_on_tfds_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from jaxlab import main
+    argv = ["jaxlab", f"--config={REPO}/configs/default.py", f"--workdir={tmp_path / 'mock'}",
+            "--config.data.source=tfds", "--config.data.name=mnist", "--config.training.num_train_steps=3",
+            "--config.training.batch_size=16", "--config.eval_batch_size=16"]
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    try:
+        with tfds.testing.mock_data(num_examples=40):
+            main.main(argv[:1])
+    finally:
+        flags.FLAGS.unparse_flags()
+    summary = json.loads((tmp_path / "mock" / "summary.json").read_text())
+    assert summary["dataset"].startswith("mnist") and summary["num_examples"] == 40
+    assert len(summary["per_class_accuracy"]) == 10

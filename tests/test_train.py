@@ -1,0 +1,156 @@
+"""The trainer: device-count invariance, exact resume, exact evaluation, non-finite stops."""
+
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab import data, models, parallel
+from jaxlab.train import NonFiniteLossError, create_train_state, evaluate, make_eval_step, train_and_evaluate
+from jaxlab.train.checkpoint import Checkpointer
+from jaxlab.train.optim import create_optimizer
+from tests.helpers import blobs_dataset, tiny_config
+
+
+def _params(result):
+    return jax.tree.map(np.asarray, jax.device_get(result["state"].params))
+
+
+def test_one_device_equals_eight_devices_with_synced_bn(tmp_path):
+    """Same global batch, same updates: the 1-device and 8-device runs end with the same params."""
+    config = tiny_config(**{"model.name": "cnn", "model.width": 8, "model.bn_sync": True,
+                            "training.num_train_steps": 5, "training.batch_size": 64})
+    one = train_and_evaluate(config, str(tmp_path / "one"), mesh=parallel.make_mesh(1))
+    eight = train_and_evaluate(config, str(tmp_path / "eight"), mesh=parallel.make_mesh(8))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), _params(one), _params(eight))
+    np.testing.assert_allclose(one["accuracy"], eight["accuracy"], atol=1e-6)
+    # A real update happened: params moved away from their initial values.
+    init = jax.device_get(create_train_state(0, models.create_model(config.model, 10),
+                                             create_optimizer(config, 22, 5)[0], (8, 8, 1)).params)
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(_params(one))))
+    assert moved > 1e-3
+
+
+def test_resume_after_max_steps_matches_uninterrupted_run(tmp_path):
+    config = tiny_config(**{"training.num_train_steps": 9, "checkpoint_every_steps": 2})
+    full = train_and_evaluate(config, str(tmp_path / "full"))
+    part = train_and_evaluate(config, str(tmp_path / "part"), max_steps=5)
+    assert part["step"] == 5 and not part["finished"]
+    resumed = train_and_evaluate(config, str(tmp_path / "part"))
+    assert resumed["step"] == 9 and resumed["finished"]
+    jax.tree.map(np.testing.assert_array_equal, _params(full), _params(resumed))
+    np.testing.assert_array_equal(full["predictions"], resumed["predictions"])
+
+
+class _SigtermAt:
+    """A data source that sends this process SIGTERM when batch number `at` is fetched."""
+
+    def __init__(self, source, at):
+        self.source, self.at, self.calls = source, at, 0
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitems__(self, indices):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.source.__getitems__(indices)
+
+
+def test_sigterm_checkpoints_and_resume_is_exact(tmp_path):
+    config = tiny_config(**{"training.num_train_steps": 8})
+    dataset = blobs_dataset()
+    full = train_and_evaluate(config, str(tmp_path / "full"), dataset=dataset)
+    preempted_data = data.Dataset(name="blobs", train=_SigtermAt(dataset.train, 3), test=dataset.test,
+                                  num_classes=dataset.num_classes, image_shape=dataset.image_shape,
+                                  class_names=dataset.class_names)
+    stopped = train_and_evaluate(config, str(tmp_path / "pre"), dataset=preempted_data)
+    assert stopped["preempted"] and 0 < stopped["step"] < 8
+    assert Checkpointer(str(tmp_path / "pre")).latest_step() == stopped["step"]
+    resumed = train_and_evaluate(config, str(tmp_path / "pre"), dataset=dataset)
+    jax.tree.map(np.testing.assert_array_equal, _params(full), _params(resumed))
+
+
+@pytest.mark.parametrize("num_devices, batch_size", [(1, 8), (8, 8), (8, 24), (8, 64), (2, 10)])
+def test_eval_sees_every_example_once(num_devices, batch_size):
+    dataset = blobs_dataset(num_test=37)
+    config = tiny_config()
+    model = models.create_model(config.model, dataset.num_classes)
+    tx, _ = create_optimizer(config, 1, 1)
+    mesh = parallel.make_mesh(num_devices)
+    state = parallel.replicate(create_train_state(0, model, tx, dataset.image_shape), mesh)
+    result = evaluate(make_eval_step(model, mesh, dataset.num_classes), state, dataset.test, batch_size, mesh)
+    assert result["num_examples"] == 37
+    assert int(result["confusion"].sum()) == 37
+    np.testing.assert_array_equal(result["per_class_n"], np.bincount(dataset.test.labels, minlength=3))
+    np.testing.assert_array_equal(result["labels"], dataset.test.labels)
+    # Predictions agree with a plain single-device forward pass, example by example.
+    logits = model.apply({"params": jax.device_get(state.params)}, dataset.test.images)
+    np.testing.assert_array_equal(result["predictions"], np.argmax(logits, -1))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config(**{"optimizer.learning_rate": 1e30, "optimizer.name": "sgd", "training.num_train_steps": 20,
+                            "checkpoint_every_steps": 1, "log_every_steps": 1})
+    with pytest.raises(NonFiniteLossError, match="learning_rate"):
+        train_and_evaluate(config, str(tmp_path / "nan"))
+    checkpointer = Checkpointer(str(tmp_path / "nan"))
+    step = checkpointer.latest_step()
+    assert step is not None and step < 20
+    dataset = data.load_dataset(config.data)
+    model = models.create_model(config.model, dataset.num_classes)
+    template = create_train_state(0, model, create_optimizer(config, 1, 20)[0], dataset.image_shape)
+    restored, _ = checkpointer.restore_latest(template, parallel.make_mesh())
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(restored.params))
+
+
+def test_outputs_written_to_workdir(tmp_path):
+    workdir = tmp_path / "run"
+    result = train_and_evaluate(tiny_config(), str(workdir))
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["finished"] and summary["step"] == 6
+    assert len(summary["per_class_accuracy"]) == 10 and sum(summary["per_class_n"]) == summary["num_examples"]
+    np.testing.assert_allclose(summary["accuracy"], result["accuracy"])
+    train_lines = [json.loads(line) for line in (workdir / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in train_lines] == [2, 4, 6]
+    assert all(np.isfinite(r["loss"]) for r in train_lines)
+    per_class = (workdir / "per_class.csv").read_text().splitlines()
+    assert per_class[0] == "class,name,n,accuracy,false_positives" and len(per_class) == 11
+    evals = [json.loads(line) for line in (workdir / "eval_per_class.jsonl").read_text().splitlines()]
+    assert np.asarray(evals[-1]["confusion"]).shape == (10, 10)
+    saved = np.load(workdir / "predictions.npz")
+    np.testing.assert_array_equal(saved["predictions"], result["predictions"])
+
+
+def test_extra_loss_and_augment_hooks_are_used(tmp_path):
+    """An extra loss that pulls params to zero shrinks them; an augment that zeros images changes training."""
+    config = tiny_config(**{"optimizer.weight_decay": 0.0})
+    plain = _params(train_and_evaluate(config, str(tmp_path / "plain")))
+    shrink = _params(train_and_evaluate(
+        config, str(tmp_path / "shrink"),
+        extra_loss=lambda params, batch, rng: 10.0 * sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))))
+    norm = lambda tree: sum(float(np.sum(x ** 2)) for x in jax.tree.leaves(tree))  # noqa: E731
+    assert norm(shrink) < 0.5 * norm(plain)
+    seen_keys = []
+    blank = _params(train_and_evaluate(
+        config, str(tmp_path / "blank"),
+        augment=lambda keys, images, labels: (seen_keys.append(keys.shape), jnp.zeros_like(images))[1]))
+    assert seen_keys and seen_keys[0][0] == 64 // 8  # per-device shard of per-example keys
+    first_kernel = lambda tree: jax.tree.leaves(tree)[1]  # noqa: E731
+    assert not np.allclose(first_kernel(plain), first_kernel(blank))
+
+
+def test_example_keys_depend_on_step_and_index_only():
+    from jaxlab.train import example_keys
+    rng = jax.random.PRNGKey(3)
+    a = example_keys(rng, jnp.int32(5), jnp.array([0, 7, 9]))
+    b = example_keys(rng, jnp.int32(5), jnp.array([9, 0]))
+    np.testing.assert_array_equal(a[2], b[0])
+    np.testing.assert_array_equal(a[0], b[1])
+    c = example_keys(rng, jnp.int32(6), jnp.array([0]))
+    assert not np.array_equal(a[0], c[0])
