@@ -329,6 +329,9 @@ def test_tfds_mock_data_source():
         resized = data.load_dataset(config(source="tfds", name="mnist", image_size=14))
         assert resized.image_shape == (14, 14, 1)
         assert resized.test.__getitems__(np.array([1, 2]))["image"].shape == (2, 14, 14, 1)
+        batches = data.TrainBatches(ds.train, 4, seed=0, prefetch=1)
+        assert next(batches)["image"].shape == (4, 28, 28, 1)
+        batches.close()
 
 
 def test_tfds_variable_size_needs_image_size():

@@ -1,5 +1,6 @@
-"""Datasets (`load_dataset`, `from_arrays`)."""
+"""Datasets (`load_dataset`, `from_arrays`) and host-side batching (`TrainBatches`, `eval_batches`)."""
 
+from jaxlab.data.pipeline import TrainBatches, eval_batches, num_eval_batches, to_float
 from jaxlab.data.sources import (
     SOURCES,
     ArraySource,
@@ -13,6 +14,6 @@ from jaxlab.data.sources import (
 )
 
 __all__ = [
-    "SOURCES", "ArraySource", "Dataset", "DataError", "Source", "TfdsSource",
-    "check_data_config", "from_arrays", "load_dataset",
+    "SOURCES", "ArraySource", "Dataset", "DataError", "Source", "TfdsSource", "TrainBatches",
+    "check_data_config", "eval_batches", "from_arrays", "load_dataset", "num_eval_batches", "to_float",
 ]
