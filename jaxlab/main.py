@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py")
@@ -34,6 +34,8 @@ def main(argv: list[str]) -> None:
     from jaxlab.config import ConfigError
     from jaxlab.data import DataError
 
+    if not flags.FLAGS["verbosity"].present:  # keep orbax's INFO chatter out of the progress output
+        logging.set_verbosity(logging.WARNING)
     parallel.initialize_distributed()
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     try:

@@ -19,7 +19,7 @@ def test_notebook_snippet_runs(tmp_path, capsys):
     exec(compile(code, "README.md", "exec"), namespace)
     result = namespace["result"]
     assert len(result["per_class_accuracy"]) == 10
-    assert result["accuracy"] > 0.5, "3 epochs on digits should beat chance by far"
+    assert result["accuracy"] > 0.9, "5 epochs on digits reach about 98%"
     assert 0 <= namespace["worst"] < 10
     assert "class 9:" in capsys.readouterr().out
 

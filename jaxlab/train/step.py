@@ -66,7 +66,7 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *,
         labels = batch["label"]
         if augment is not None:
             images = augment(example_keys(state.rng, state.step, batch["index"]), images, labels)
-        extra_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), -1)
+        extra_rng = jax.random.fold_in(jax.random.split(state.rng)[1], state.step)  # a stream apart from augment's
 
         def loss_fn(params):
             logits, mutated = model.apply(_variables(params, state.batch_stats), images, train=True,
@@ -88,7 +88,7 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *,
             "loss": loss,
             "task_loss": jax.lax.pmean(task, parallel.AXIS),
             "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), parallel.AXIS),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         return new_state, metrics
 
