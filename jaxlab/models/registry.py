@@ -1,0 +1,41 @@
+"""The model registry: `config.model.name` -> factory(model_config, num_classes) -> nn.Module."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+Factory = Callable[..., nn.Module]
+
+MODELS: dict[str, Factory] = {}
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def register_model(name: str) -> Callable[[Factory], Factory]:
+    """Decorator: `@register_model("mlp")` makes `create_model` build that factory's module."""
+
+    def decorator(factory: Factory) -> Factory:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        MODELS[name] = factory
+        return factory
+
+    return decorator
+
+
+def compute_dtype(model_config):
+    """`config.model.dtype` as a jnp dtype (the compute dtype; params stay float32)."""
+    if model_config.dtype not in _DTYPES:
+        raise ValueError(f"config.model.dtype: {model_config.dtype!r} is not one of {sorted(_DTYPES)}")
+    return _DTYPES[model_config.dtype]
+
+
+def create_model(model_config, num_classes: int) -> nn.Module:
+    """The module named by `config.model.name`, built from `config.model`."""
+    if model_config.name not in MODELS:
+        raise ValueError(f"config.model.name: unknown model {model_config.name!r}; "
+                         f"choose one of {sorted(MODELS)}")
+    return MODELS[model_config.name](model_config, num_classes)
