@@ -15,7 +15,6 @@ def get_config():
     config = base_config()
     config.data.source = "digits"
     config.model.name = "cnn"
-    config.model.width = 32
     config.training.batch_size = 128
     config.training.num_epochs = 30
     config.optimizer.name = "momentum"

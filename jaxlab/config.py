@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
         dtype="float32",     # compute dtype: float32 | bfloat16 (params stay float32)
         bn_sync=False,       # False: per-device BatchNorm statistics; True: synced over all devices
         hidden_sizes=(100, 100),
-        width=32,
+        width=0,             # base channel width; 0 = the model's standard width (cnn 32, resnets 64)
         polynomial_degree=1,
     ))
 
@@ -100,10 +100,8 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     """Check the values of `config` before any data is loaded or code compiled."""
     from jaxlab import data, experiments, models  # local: avoid import cycles
 
-    _require(config.experiment in experiments.EXPERIMENTS, "experiment",
-             f"unknown experiment {config.experiment!r}; choose one of {sorted(experiments.EXPERIMENTS)}")
-    _require(config.model.name in models.MODELS, "model.name",
-             f"unknown model {config.model.name!r}; choose one of {sorted(models.MODELS)}")
+    experiments.EXPERIMENTS.lookup(config.experiment)
+    models.MODELS.lookup(config.model.name)
     _require(config.model.dtype in DTYPES, "model.dtype",
              f"{config.model.dtype!r} is not one of {DTYPES}")
     _require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from jaxlab.registry import Registry
+
 Experiment = Callable[[Any, str], dict]
-EXPERIMENTS: dict[str, Experiment] = {}
-
-
-def register(name: str) -> Callable[[Experiment], Experiment]:
-    def decorator(fn: Experiment) -> Experiment:
-        if name in EXPERIMENTS:
-            raise ValueError(f"experiment {name!r} is already registered")
-        EXPERIMENTS[name] = fn
-        return fn
-    return decorator
+EXPERIMENTS = Registry("experiment", "experiment")
+register = EXPERIMENTS.register
 
 
 @register("train")
@@ -31,8 +25,4 @@ def train(config, workdir: str) -> dict:
 
 def run(config, workdir: str) -> dict:
     """Run the experiment `config.experiment` into `workdir`."""
-    if config.experiment not in EXPERIMENTS:
-        from jaxlab.config import ConfigError
-        raise ConfigError("experiment", f"unknown experiment {config.experiment!r}; "
-                          f"choose one of {sorted(EXPERIMENTS)}")
-    return EXPERIMENTS[config.experiment](config, workdir)
+    return EXPERIMENTS.lookup(config.experiment)(config, workdir)

@@ -80,6 +80,8 @@ def test_mlp_forward():
 ])
 def test_resnet_parameter_counts_match_torchvision(name, num_classes, shape, expected):
     assert num_params(models.create_model(model_config(name, width=64), num_classes), shape) == expected
+    # width=0 (the base config's default) means the model's standard width.
+    assert num_params(models.create_model(model_config(name, width=0), num_classes), shape) == expected
 
 
 def test_mlp_and_glm_parameter_counts():

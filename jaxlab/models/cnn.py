@@ -35,4 +35,4 @@ class CNN(nn.Module):
 
 @register_model("cnn")
 def _cnn(model_config, num_classes: int) -> CNN:
-    return CNN(num_classes, model_config.width, compute_dtype(model_config), model_config.bn_sync)
+    return CNN(num_classes, model_config.width or CNN.width, compute_dtype(model_config), model_config.bn_sync)

@@ -7,23 +7,14 @@ from typing import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxlab.registry import Registry
+
 Factory = Callable[..., nn.Module]
 
-MODELS: dict[str, Factory] = {}
+MODELS = Registry("model", "model.name")
+register_model = MODELS.register  # `@register_model("mlp")` makes `create_model` build that factory's module
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def register_model(name: str) -> Callable[[Factory], Factory]:
-    """Decorator: `@register_model("mlp")` makes `create_model` build that factory's module."""
-
-    def decorator(factory: Factory) -> Factory:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = factory
-        return factory
-
-    return decorator
 
 
 def compute_dtype(model_config):
@@ -35,7 +26,4 @@ def compute_dtype(model_config):
 
 def create_model(model_config, num_classes: int) -> nn.Module:
     """The module named by `config.model.name`, built from `config.model`."""
-    if model_config.name not in MODELS:
-        raise ValueError(f"config.model.name: unknown model {model_config.name!r}; "
-                         f"choose one of {sorted(MODELS)}")
-    return MODELS[model_config.name](model_config, num_classes)
+    return MODELS.lookup(model_config.name)(model_config, num_classes)

@@ -94,7 +94,7 @@ class ResNet(nn.Module):
 def _register(name: str, stage_sizes: Sequence[int], block_cls: type[nn.Module], imagenet_stem: bool) -> None:
     @register_model(name)
     def factory(model_config, num_classes: int) -> ResNet:
-        return ResNet(tuple(stage_sizes), block_cls, num_classes, model_config.width, imagenet_stem,
+        return ResNet(tuple(stage_sizes), block_cls, num_classes, model_config.width or ResNet.width, imagenet_stem,
                       compute_dtype(model_config), model_config.bn_sync)
 
 
