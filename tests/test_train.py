@@ -154,3 +154,24 @@ def test_example_keys_depend_on_step_and_index_only():
     np.testing.assert_array_equal(a[0], b[1])
     c = example_keys(rng, jnp.int32(6), jnp.array([0]))
     assert not np.array_equal(a[0], c[0])
+
+
+def test_cross_entropy_with_label_smoothing_matches_formula():
+    from jaxlab.train import cross_entropy
+    logits = jnp.array([[2.0, 0.0, -1.0]])
+    log_p = np.log(np.exp([2.0, 0.0, -1.0]) / np.exp([2.0, 0.0, -1.0]).sum())
+    np.testing.assert_allclose(cross_entropy(logits, jnp.array([0])), [-log_p[0]], rtol=1e-6)
+    eps = 0.3  # target = (1 - eps) * one_hot + eps / K
+    target = np.array([1 - eps + eps / 3, eps / 3, eps / 3])
+    np.testing.assert_allclose(cross_entropy(logits, jnp.array([0]), eps), [-(target * log_p).sum()], rtol=1e-6)
+
+
+def test_bfloat16_training_and_tensorboard(tmp_path):
+    pytest.importorskip("tensorboardX")
+    config = tiny_config(**{"model.name": "cnn", "model.width": 4, "model.dtype": "bfloat16",
+                            "training.num_train_steps": 3, "tensorboard": True})
+    result = train_and_evaluate(config, str(tmp_path / "bf16"))
+    assert np.isfinite(result["loss"])
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(result["state"].params))
+    events = list((tmp_path / "bf16" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
