@@ -1,0 +1,225 @@
+"""Pure augmentation ops on float images in [0, 1].
+
+Per-example ops are `op(key, image, **params) -> image` on one (H, W, C) image; the pipeline
+vmaps them over the batch. Every numeric parameter may be a traced scalar (a per-example
+strength), so parameters only enter through jnp.where / masks; sizes and paddings that set
+array shapes are static Python ints. Deterministic ops take no key. Batch ops (mixup, cutmix)
+take the local batch and its (B, K) soft targets and mix both.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
+
+
+def grayscale(image: jax.Array) -> jax.Array:
+    """Luma 0.299 R + 0.587 G + 0.114 B of (..., C) images as (..., 1); one channel is returned as is.
+
+    A weighted sum rather than a matmul, so that no backend lowers it to reduced (TF32/bf16) precision.
+    """
+    channels = image.shape[-1]
+    if channels == 1:
+        return image
+    if channels != 3:
+        raise ValueError(f"grayscale needs 1 or 3 channels, got {channels}")
+    r, g, b = LUMA_WEIGHTS
+    return r * image[..., 0:1] + g * image[..., 1:2] + b * image[..., 2:3]
+
+
+def _random_flip(key: jax.Array, image: jax.Array, p, axis: int) -> jax.Array:
+    return jnp.where(jax.random.uniform(key) < p, jnp.flip(image, axis), image)
+
+
+def random_flip_left_right(key: jax.Array, image: jax.Array, *, p=0.5) -> jax.Array:
+    """torchvision RandomHorizontalFlip: mirror the width axis with probability p (U[0, 1) < p)."""
+    return _random_flip(key, image, p, axis=1)
+
+
+def random_flip_up_down(key: jax.Array, image: jax.Array, *, p=0.5) -> jax.Array:
+    """torchvision RandomVerticalFlip: mirror the height axis with probability p."""
+    return _random_flip(key, image, p, axis=0)
+
+
+def pad_and_random_crop(key: jax.Array, image: jax.Array, *, padding: int = 4, max_shift=None,
+                        mode: str = "constant") -> jax.Array:
+    """torchvision RandomCrop(size=(H, W), padding=padding): pad every side, cut a random H x W window.
+
+    mode is jnp.pad's (= torchvision's padding_mode): "constant" (zeros), "edge", "reflect",
+    "symmetric". The window's top and left are independent and uniform on
+    {padding - m .. padding + m} with m = round(max_shift) clipped to [0, padding] (traced allowed;
+    default m = padding, i.e. torchvision's {0 .. 2 padding}); m = 0 returns the image unchanged.
+    """
+    height, width, channels = image.shape
+    padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)), mode=mode)
+    shift = padding if max_shift is None else jnp.clip(jnp.round(max_shift), 0, padding).astype(jnp.int32)
+    top, left = padding + jax.random.randint(key, (2,), -shift, shift + 1)
+    return jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))
+
+
+def _rgb_to_hsv(image: jax.Array) -> jax.Array:
+    """(..., 3) RGB -> HSV, all in [0, 1]; hue in fractions of the circle, 0 where the pixel is grey.
+
+    V = max, chroma = max - min, S = chroma / V, and the hue sector is chosen by which channel is
+    the maximum, ties going to R, then G (as colorsys and torchvision).
+    """
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    value = jnp.max(image, axis=-1)
+    chroma = value - jnp.min(image, axis=-1)
+    saturation = chroma / jnp.where(value > 0, value, 1.0)
+    safe = jnp.where(chroma > 0, chroma, 1.0)
+    sector = jnp.where(value == r, (g - b) / safe,
+                       jnp.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    return jnp.stack([jnp.mod(sector / 6.0, 1.0), saturation, value], axis=-1)
+
+
+def _hsv_to_rgb(hsv: jax.Array) -> jax.Array:
+    """(..., 3) HSV -> RGB: V - V S clip(min(k, 4 - k), 0, 1) with k = (n + 6 H) mod 6, n = 5, 3, 1 for R, G, B."""
+    hue, saturation, value = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
+    k = jnp.mod(jnp.array([5.0, 3.0, 1.0], hsv.dtype) + 6.0 * hue, 6.0)
+    return value - value * saturation * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def _shift_hue(image: jax.Array, shift) -> jax.Array:
+    """torchvision adjust_hue: rotate the HSV hue by `shift` (fractions of the full circle)."""
+    hsv = _rgb_to_hsv(image)
+    return _hsv_to_rgb(hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + shift, 1.0)))
+
+
+def _jitter_params(key: jax.Array, brightness, contrast, saturation, hue):
+    """ColorJitter's random draws: factors (b, c, s), hue shift h, hue's position in the order, blend order.
+
+    b ~ U[max(0, 1 - brightness), 1 + brightness] (c, s likewise), h ~ U[-hue, hue]. The order is a
+    uniform permutation of the 4 adjustments (torchvision's randperm(4)), drawn as the position of
+    hue ~ U{0..3} and an independent uniform order of the three blends: 4 x 6 = 24 orders, each 1/24.
+    """
+    factor_key, position_key, order_key = jax.random.split(key, 3)
+    blends = jnp.asarray([brightness, contrast, saturation], jnp.float32)
+    hue = jnp.asarray(hue, jnp.float32)
+    draws = jax.random.uniform(factor_key, (4,), minval=jnp.append(jnp.maximum(0.0, 1.0 - blends), -hue),
+                               maxval=jnp.append(1.0 + blends, hue))
+    return draws[:3], draws[3], jax.random.randint(position_key, (), 0, 4), jax.random.permutation(order_key, 3)
+
+
+def _jitter_apply(image: jax.Array, factors, hue_shift, hue_position, order) -> jax.Array:
+    """Apply blends order[0..2] (0 brightness, 1 contrast, 2 saturation) with hue inserted after `hue_position` of them.
+
+    Blend with factor f: clip(f x + (1 - f) t, 0, 1) with t = 0 (brightness), mean luma (contrast),
+    per-pixel luma (saturation). A factor of exactly 1 (or a hue shift of 0) skips the step, which
+    is torchvision's treatment of a magnitude of 0. One-channel images skip saturation and hue (torchvision).
+    """
+    color = image.shape[-1] == 3
+    if not color:
+        factors = factors.at[2].set(1.0)
+
+    def blend(x, slot, active):
+        op = order[slot]
+        factor = factors[op]
+        luma = grayscale(x)
+        target = jnp.where(op == 2, luma, jnp.where(op == 1, jnp.mean(luma), 0.0))
+        blended = jnp.clip(factor * x + (1.0 - factor) * target, 0.0, 1.0)
+        return jnp.where(active & (factor != 1.0), blended, x)
+
+    for slot in range(3):
+        image = blend(image, slot, slot < hue_position)
+    if color:
+        image = jnp.where(hue_shift != 0, _shift_hue(image, hue_shift), image)
+    for slot in range(3):
+        image = blend(image, slot, slot >= hue_position)
+    return image
+
+
+def color_jitter(key: jax.Array, image: jax.Array, *, brightness=0.4, contrast=0.4, saturation=0.4,
+                 hue=0.1) -> jax.Array:
+    """torchvision ColorJitter: brightness, contrast, saturation and hue adjustments in a random order.
+
+    Factors b, c, s ~ U[max(0, 1 - m), 1 + m], hue shift ~ U[-hue, hue] (hue in [0, 0.5]); each
+    blend clips to [0, 1]; a magnitude of 0 is an exact identity for its adjustment; on one
+    channel saturation and hue are identities. Random order without branching: under vmap a
+    lax.switch on a per-example index evaluates every branch, so a switch over 4 positions runs
+    the costly HSV round trip 4 times (24 times for a switch over the 24 orders). Drawing hue's
+    position and the blends' order separately runs hue once and six cheap masked blends
+    (the three blend slots before hue and after it).
+    """
+    return _jitter_apply(image, *_jitter_params(key, brightness, contrast, saturation, hue))
+
+
+def random_grayscale(key: jax.Array, image: jax.Array, *, p=0.1) -> jax.Array:
+    """torchvision RandomGrayscale: with probability p every channel becomes the luma (C is kept)."""
+    gray = jnp.broadcast_to(grayscale(image), image.shape)
+    return jnp.where(jax.random.uniform(key) < p, gray, image)
+
+
+def normalize(image: jax.Array, *, mean, std) -> jax.Array:
+    """Per-channel (x - mean) / std; mean and std are scalars or length-C sequences."""
+    return (image - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
+
+
+def denormalize(image: jax.Array, *, mean, std) -> jax.Array:
+    """Inverse of normalize: x std + mean."""
+    return image * jnp.asarray(std, image.dtype) + jnp.asarray(mean, image.dtype)
+
+
+def center_crop_and_resize(image: jax.Array, *, size: int, crop_ratio: float = 0.875) -> jax.Array:
+    """ImageNet evaluation: torchvision Resize(round(size / crop_ratio)) then CenterCrop(size).
+
+    The shorter side becomes S = round(size / crop_ratio), the longer int(S * long / short)
+    (torchvision's truncation); bilinear with antialiasing. The crop starts at
+    round((resized - size) / 2) on each axis. Computed as one scale_and_translate straight to the
+    size x size window (resize and crop in one, the discarded border is never interpolated).
+    """
+    if not 0 < crop_ratio <= 1:
+        raise ValueError(f"crop_ratio must be in (0, 1], got {crop_ratio}")
+    height, width, channels = image.shape
+    short = round(size / crop_ratio)
+    if height <= width:
+        new_height, new_width = short, int(short * width / height)
+    else:
+        new_height, new_width = int(short * height / width), short
+    top, left = round((new_height - size) / 2), round((new_width - size) / 2)
+    return jax.image.scale_and_translate(
+        image, (size, size, channels), (0, 1),
+        scale=jnp.array([new_height / height, new_width / width], jnp.float32),
+        translation=jnp.array([-top, -left], jnp.float32), method="bilinear", antialias=True)
+
+
+def _mix_weight(key: jax.Array, alpha) -> jax.Array:
+    """lam ~ Beta(alpha, alpha); alpha = 0 gives lam = 1 exactly (mixing off)."""
+    on = jnp.asarray(alpha, jnp.float32) > 0
+    safe_alpha = jnp.where(on, alpha, 1.0)
+    return jnp.where(on, jax.random.beta(key, safe_alpha, safe_alpha), 1.0)
+
+
+def mixup(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=0.2) -> tuple[jax.Array, jax.Array]:
+    """mixup (Zhang et al. 2018): x = lam x + (1 - lam) x', y likewise, one lam ~ Beta(alpha, alpha) per batch.
+
+    The partner x' of example i is example B - 1 - i (the batch reversed, as timm): no gather and
+    no extra randomness; with odd B the middle example is mixed with itself. alpha = 0: identity.
+    """
+    lam = _mix_weight(key, alpha)
+    return ((lam * images + (1.0 - lam) * images[::-1]).astype(images.dtype),
+            (lam * targets + (1.0 - lam) * targets[::-1]).astype(targets.dtype))
+
+
+def cutmix(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=1.0) -> tuple[jax.Array, jax.Array]:
+    """CutMix (Yun et al. 2019): paste the partner's box into every image, one box per batch.
+
+    lam ~ Beta(alpha, alpha); the box is floor(H sqrt(1 - lam)) x floor(W sqrt(1 - lam)), its rows
+    [cy - h // 2, cy - h // 2 + h) (columns likewise) with centre (cy, cx) uniform over the pixels,
+    clipped to the image. Targets use the clipped box: lam' = 1 - box_area / (H W), y = lam' y + (1 - lam') y'.
+    Partner: the batch reversed (as mixup). alpha = 0: identity.
+    """
+    _, height, width, _ = images.shape
+    lam_key, centre_key = jax.random.split(key)
+    sides = jnp.array([height, width])
+    box = jnp.floor(sides * jnp.sqrt(1.0 - _mix_weight(lam_key, alpha))).astype(jnp.int32)
+    centre = jax.random.randint(centre_key, (2,), 0, sides)
+    start = jnp.clip(centre - box // 2, 0, sides)
+    stop = jnp.clip(centre - box // 2 + box, 0, sides)
+    rows, cols = jnp.arange(height), jnp.arange(width)
+    mask = (((rows >= start[0]) & (rows < stop[0]))[:, None] & ((cols >= start[1]) & (cols < stop[1]))[None, :])
+    lam = 1.0 - jnp.prod(stop - start) / (height * width)
+    return (jnp.where(mask[None, :, :, None], images[::-1], images),
+            (lam * targets + (1.0 - lam) * targets[::-1]).astype(targets.dtype))

@@ -1,0 +1,297 @@
+"""Augmentation ops: torchvision semantics, exact identities, traced per-example strengths under vmap."""
+
+import colorsys
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxlab.augment import ops
+
+
+def _keys(n, seed=0):
+    return jax.random.split(jax.random.PRNGKey(seed), n)
+
+
+def _images(n, height=6, width=5, channels=3, seed=1):
+    return jax.random.uniform(jax.random.PRNGKey(seed), (n, height, width, channels))
+
+
+# ---------------------------------------------------------------- flips
+
+@pytest.mark.parametrize("op, axis", [(ops.random_flip_left_right, 1), (ops.random_flip_up_down, 0)])
+def test_flip_probability_one_zero_and_involution(op, axis):
+    image = _images(1)[0]
+    flipped = jax.jit(lambda k, x: op(k, x, p=1.0))(_keys(1)[0], image)
+    assert flipped.shape == image.shape and flipped.dtype == jnp.float32
+    np.testing.assert_array_equal(flipped, np.flip(image, axis))
+    np.testing.assert_array_equal(op(_keys(2)[1], flipped, p=1.0), image)
+    np.testing.assert_array_equal(op(_keys(1)[0], image, p=0.0), image)
+
+
+def test_flip_traced_per_example_p_and_keys():
+    images = _images(16)
+    p = jnp.array([0.0, 1.0] * 8)
+    out = jax.jit(jax.vmap(lambda k, x, q: ops.random_flip_left_right(k, x, p=q)))(_keys(16), images, p)
+    np.testing.assert_array_equal(out[0::2], images[0::2])
+    np.testing.assert_array_equal(out[1::2], images[1::2, :, ::-1])
+    # p = 0.5: same keys same result, both outcomes occur
+    half = jax.jit(jax.vmap(lambda k, x: ops.random_flip_left_right(k, x)))
+    images = _images(64)
+    a = half(_keys(64), images)
+    np.testing.assert_array_equal(a, half(_keys(64), images))
+    flipped = np.all(np.asarray(a) == np.asarray(images)[:, :, ::-1], axis=(1, 2, 3))
+    assert 16 < flipped.sum() < 48
+
+
+# ---------------------------------------------------------------- pad and random crop
+
+PAD, SIDE = 3, 6
+
+
+def _window_offsets(out, image, padding=PAD):
+    """The (top, left) of the exact window of the zero-padded image that each output equals (asserts one exists)."""
+    padded = np.pad(np.asarray(image), ((padding, padding), (padding, padding), (0, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, image.shape[:2], axis=(0, 1))  # (T, L, C, H, W)
+    windows = np.moveaxis(windows, 2, -1)
+    match = np.all(np.asarray(out)[:, None, None] == windows[None], axis=(3, 4, 5))  # (N, T, L)
+    assert np.all(match.reshape(len(out), -1).sum(-1) == 1), "an output is not a window of the padded image"
+    return np.stack(np.nonzero(match)[1:], axis=-1)
+
+
+def _coded_image():
+    return (1.0 + jnp.arange(SIDE * SIDE, dtype=jnp.float32).reshape(SIDE, SIDE, 1)) / (SIDE * SIDE)
+
+
+def test_pad_and_random_crop_windows_are_uniform():
+    image = _coded_image()
+    n = 2000
+    crop = jax.jit(jax.vmap(lambda k: ops.pad_and_random_crop(k, image, padding=PAD)))
+    out = crop(_keys(n))
+    assert out.shape == (n, SIDE, SIDE, 1) and out.dtype == jnp.float32
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    np.testing.assert_array_equal(out, crop(_keys(n)))
+    offsets = _window_offsets(out, image)
+    assert offsets.min() == 0 and offsets.max() == 2 * PAD
+    joint = np.bincount(offsets[:, 0] * (2 * PAD + 1) + offsets[:, 1], minlength=(2 * PAD + 1) ** 2)
+    assert stats.chisquare(joint).pvalue > 1e-3
+
+
+def test_pad_and_random_crop_traced_max_shift():
+    image = _coded_image()
+    shifts = jnp.array([0.0, 1.0, 2.0, 3.0] * 64)
+    out = jax.jit(jax.vmap(lambda k, s: ops.pad_and_random_crop(k, image, padding=PAD, max_shift=s)))(
+        _keys(256), shifts)
+    np.testing.assert_array_equal(out[0::4], jnp.broadcast_to(image, out[0::4].shape))
+    offsets = _window_offsets(out, image)
+    deviation = np.abs(offsets - PAD).max(-1)
+    for s in (1, 2, 3):
+        assert deviation[s::4].max() == s  # within range and reaching it
+    np.testing.assert_array_equal(ops.pad_and_random_crop(_keys(1)[0], image, padding=PAD, max_shift=0), image)
+
+
+def test_pad_and_random_crop_edge_mode():
+    image = _coded_image()
+    out = jax.jit(jax.vmap(lambda k: ops.pad_and_random_crop(k, image, padding=2, mode="edge")))(_keys(32))
+    assert float(out.min()) > 0  # no zeros from edge padding
+    padded = np.pad(np.asarray(image), ((2, 2), (2, 2), (0, 0)), mode="edge")
+    windows = np.moveaxis(np.lib.stride_tricks.sliding_window_view(padded, (SIDE, SIDE), axis=(0, 1)), 2, -1)
+    assert all(np.any(np.all(windows == np.asarray(o), axis=(2, 3, 4))) for o in out)
+
+
+# ---------------------------------------------------------------- colour
+
+def _reference_hue(image, shift):
+    flat = np.asarray(image, np.float64).reshape(-1, 3)
+    out = []
+    for pixel in flat:
+        h, s, v = colorsys.rgb_to_hsv(*pixel)
+        out.append(colorsys.hsv_to_rgb((h + shift) % 1.0, s, v))
+    return np.asarray(out).reshape(np.shape(image))
+
+
+def _reference_jitter(image, factors, hue_shift, order):
+    """torchvision's ColorJitter steps in numpy (float64), applied in `order` (0 b, 1 c, 2 s, 3 hue)."""
+    x = np.asarray(image, np.float64)
+    weights = np.array([0.299, 0.587, 0.114])
+    for op in order:
+        if op == 3:
+            x = _reference_hue(x, float(hue_shift)) if hue_shift != 0 else x
+            continue
+        luma = (x @ weights)[..., None]
+        target = [0.0, luma.mean(), luma][op]
+        x = np.clip(factors[op] * x + (1 - factors[op]) * target, 0, 1)
+    return x
+
+
+def test_hsv_round_trip_matches_colorsys_and_rotates_hue():
+    pixels = jnp.concatenate([jax.random.uniform(jax.random.PRNGKey(0), (200, 3)),
+                              jnp.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5], [1.0, 1.0, 0.0],
+                                         [0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [0.2, 0.7, 0.7]])])
+    hsv = ops._rgb_to_hsv(pixels)
+    expected = np.array([colorsys.rgb_to_hsv(*p) for p in np.asarray(pixels, np.float64)])
+    np.testing.assert_allclose(hsv, expected, atol=1e-6)
+    np.testing.assert_allclose(ops._hsv_to_rgb(hsv), pixels, atol=1e-6)
+    np.testing.assert_allclose(ops._shift_hue(jnp.array([1.0, 0.0, 0.0]), 1 / 3), [0.0, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(ops._shift_hue(jnp.array([1.0, 0.0, 0.0]), -1 / 3), [0.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(ops._shift_hue(ops._shift_hue(pixels, 0.5), 0.5), pixels, atol=1e-6)
+    np.testing.assert_allclose(ops._shift_hue(pixels, 0.27), _reference_hue(pixels, 0.27), atol=1e-6)
+
+
+# one compiled jitter for every test: (B,) keys, (B, 6, 5, 3) images, (B, 4) traced magnitudes b, c, s, h
+_jitter = jax.jit(jax.vmap(lambda k, x, m: ops.color_jitter(k, x, brightness=m[0], contrast=m[1], saturation=m[2],
+                                                            hue=m[3])))
+_jitter_params = jax.jit(jax.vmap(lambda k, m: ops._jitter_params(k, *m)))
+
+
+def _magnitudes(*values, n=16):
+    return jnp.broadcast_to(jnp.asarray(values, jnp.float32), (n, 4))
+
+
+def test_color_jitter_zero_magnitudes_are_exact_identity():
+    images = _images(16)
+    np.testing.assert_array_equal(_jitter(_keys(16), images, _magnitudes(0.0, 0.0, 0.0, 0.0)), images)
+
+
+def test_color_jitter_brightness_alone_scales_by_sampled_factor():
+    images = _images(16) * 0.6  # at most 0.6 * 1.4 < 1: no clipping
+    magnitudes = _magnitudes(0.4, 0.0, 0.0, 0.0)
+    ratio = np.asarray(_jitter(_keys(16), images, magnitudes)) / np.asarray(images)
+    np.testing.assert_allclose(ratio, ratio[:, :1, :1, :1] * np.ones_like(ratio), rtol=1e-5)
+    factors = ratio[:, 0, 0, 0]
+    assert factors.min() >= 0.6 and factors.max() <= 1.4 and factors.std() > 0.05
+    sampled = _jitter_params(_keys(16), magnitudes)[0]
+    np.testing.assert_allclose(sampled[:, 0], factors, rtol=1e-5)
+    np.testing.assert_array_equal(sampled[:, 1:], 1.0)
+
+
+def test_color_jitter_per_example_magnitudes_under_vmap():
+    images = _images(16)
+    magnitudes = _magnitudes(0.5, 0.5, 0.5, 0.1) * jnp.array([0.0, 1.0] * 8)[:, None]
+    out = _jitter(_keys(16), images, magnitudes)
+    assert out.shape == images.shape and out.dtype == jnp.float32
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    np.testing.assert_array_equal(out[0::2], images[0::2])
+    assert np.all(np.abs(np.asarray(out[1::2] - images[1::2])).max(axis=(1, 2, 3)) > 1e-3)
+    np.testing.assert_array_equal(out, _jitter(_keys(16), images, magnitudes))
+    assert not np.allclose(out, _jitter(_keys(16, seed=5), images, magnitudes))
+
+
+def test_color_jitter_follows_the_sampled_order_and_orders_are_uniform():
+    """The output equals torchvision's steps applied in the sampled order; all 24 orders occur uniformly."""
+    n = 4800
+    magnitudes = _magnitudes(0.8, 0.8, 0.8, 0.3, n=n)
+    factors, hue_shift, hue_position, blend_order = jax.device_get(_jitter_params(_keys(n), magnitudes))
+    orders = [tuple(o[:k]) + (3,) + tuple(o[k:]) for o, k in zip(blend_order.tolist(), hue_position.tolist())]
+    counts = [orders.count(o) for o in itertools.permutations(range(4))]
+    assert min(counts) > 0 and stats.chisquare(counts).pvalue > 1e-3
+    assert np.all(factors >= 0.2) and np.all(factors <= 1.8) and np.all(np.abs(hue_shift) <= 0.3)
+
+    images = _images(16)
+    out = _jitter(_keys(n)[:16], images, magnitudes[:16])
+    for i in range(16):
+        expected = _reference_jitter(images[i], factors[i], hue_shift[i], orders[i])
+        np.testing.assert_allclose(out[i], expected, atol=2e-5)
+        # the order matters for these factors: the reversed order gives a different result
+        assert np.abs(_reference_jitter(images[i], factors[i], hue_shift[i], orders[i][::-1]) - expected).max() > 1e-3
+    assert len(set(orders[:16])) > 1
+
+
+def test_saturation_zero_is_grayscale_and_single_channel_skips_colour():
+    image = _images(1)[0]
+    params = (jnp.array([1.0, 1.0, 0.0]), jnp.float32(0.0), jnp.int32(0), jnp.array([2, 0, 1]))
+    gray = jax.jit(ops._jitter_apply)(image, *params)
+    luma = np.asarray(image) @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(gray, np.repeat(luma[..., None], 3, -1), atol=1e-6)
+    mono = _images(2, channels=1) * 2  # out of [0, 1]: a saturation blend would clip, skipping does not
+    out = jax.jit(jax.vmap(lambda k, x, m: ops.color_jitter(k, x, brightness=m[0], contrast=m[1], saturation=m[2],
+                                                            hue=m[3])))(_keys(2), mono, _magnitudes(0, 0, 1, 0.5, n=2))
+    np.testing.assert_array_equal(out, mono)
+
+
+def test_random_grayscale():
+    images = _images(8)
+    p = jnp.array([1.0, 0.0] * 4)
+    out = jax.jit(jax.vmap(lambda k, x, q: ops.random_grayscale(k, x, p=q)))(_keys(8), images, p)
+    luma = np.asarray(images) @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(out[0::2], np.repeat(luma[0::2, ..., None], 3, -1), atol=1e-6)
+    assert np.all(out[0::2, ..., 0] == out[0::2, ..., 1]) and np.all(out[0::2, ..., 1] == out[0::2, ..., 2])
+    np.testing.assert_array_equal(out[1::2], images[1::2])
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert ops.grayscale(images).shape == (8, 6, 5, 1)
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        ops.grayscale(jnp.zeros((2, 2, 4)))
+
+
+# ---------------------------------------------------------------- deterministic
+
+def test_normalize_round_trip():
+    images = _images(4)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    normed = jax.jit(lambda x: ops.normalize(x, mean=mean, std=std))(images)
+    np.testing.assert_allclose(normed[..., 1], (images[..., 1] - 0.456) / 0.224, rtol=1e-6)
+    np.testing.assert_allclose(ops.denormalize(normed, mean=mean, std=std), images, atol=1e-6)
+
+
+def test_center_crop_and_resize():
+    crop = jax.jit(jax.vmap(lambda x: ops.center_crop_and_resize(x, size=224)))
+    # no resize needed (shorter side 256 = round(224 / 0.875)): exactly the centre window
+    image = jax.random.uniform(jax.random.PRNGKey(0), (256, 320, 3))
+    out = crop(image[None])[0]
+    assert out.shape == (224, 224, 3) and out.dtype == jnp.float32
+    np.testing.assert_allclose(out, image[16:240, 48:272], atol=1e-6)
+    # 300 x 400 -> 256 x int(256 * 4 / 3) = 256 x 341, crop from (16, round(58.5) = 58); portrait likewise
+    image = jax.random.uniform(jax.random.PRNGKey(1), (300, 400, 3))
+    resized = jax.image.resize(image, (256, 341, 3), "bilinear", antialias=True)
+    np.testing.assert_allclose(crop(image[None])[0], resized[16:240, 58:282], atol=5e-5)
+    np.testing.assert_allclose(crop(image.transpose(1, 0, 2)[None])[0], resized.transpose(1, 0, 2)[58:282, 16:240],
+                               atol=5e-5)
+    small = jax.jit(lambda x: ops.center_crop_and_resize(x, size=32))(jnp.full((40, 50, 1), 0.3))
+    assert small.shape == (32, 32, 1)
+    np.testing.assert_allclose(small, 0.3, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- batch mixing
+
+def _batch(n=6):
+    return _images(n, 8, 8), jax.nn.one_hot(jnp.arange(n), n)
+
+
+def test_mixup_mixes_images_and_targets_with_one_lambda():
+    images, targets = _batch()
+    alphas = jnp.array([0.0, 0.2, 0.2, 0.2, 0.2, 1.0])  # alpha may be traced; 0 = off
+    outs, mixed = jax.jit(jax.vmap(lambda k, a: ops.mixup(k, images, targets, alpha=a)))(_keys(6), alphas)
+    np.testing.assert_array_equal(outs[0], images)
+    np.testing.assert_array_equal(mixed[0], targets)
+    np.testing.assert_allclose(mixed.sum(-1), 1.0, rtol=1e-6)
+    lams = mixed[:, 0, 0]
+    for out, mix, lam in zip(outs, mixed, lams):
+        np.testing.assert_allclose(np.diag(mix), lam, rtol=1e-6)
+        np.testing.assert_allclose(np.diag(mix[:, ::-1]), 1 - lam, atol=1e-6)
+        np.testing.assert_allclose(out, lam * images + (1 - lam) * images[::-1], atol=1e-6)
+    assert 0 <= lams[1:].min() < lams[1:].max() < 1
+
+
+def test_cutmix_pastes_the_partner_box_and_weights_by_its_area():
+    images, targets = _batch(4)
+    alphas = jnp.array([0.0] + [1.0] * 39)
+    outs, mixes = jax.device_get(jax.jit(jax.vmap(lambda k, a: ops.cutmix(k, images, targets, alpha=a)))(
+        _keys(40), alphas))
+    np.testing.assert_array_equal(outs[0], images)
+    np.testing.assert_array_equal(mixes[0], targets)
+    np.testing.assert_allclose(mixes.sum(-1), 1.0, rtol=1e-6)
+    clipped = 0
+    for out, mixed in zip(outs, mixes):
+        own, partner = out == np.asarray(images), out == np.asarray(images)[::-1]
+        assert np.all(own | partner)
+        pasted = ~np.all(own, axis=-1)  # (B, H, W)
+        np.testing.assert_array_equal(pasted, np.broadcast_to(pasted[0], pasted.shape))  # one box per batch
+        rows, cols = np.nonzero(pasted[0])
+        if len(rows):
+            assert pasted[0].sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)  # a filled rectangle
+            clipped += rows.min() == 0 or cols.min() == 0 or rows.max() == 7 or cols.max() == 7
+        np.testing.assert_allclose(pasted.mean(axis=(1, 2)), 1 - np.diag(mixed), atol=1e-6)
+    assert clipped > 0
