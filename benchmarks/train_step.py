@@ -46,7 +46,7 @@ def jax_step_time(model_name: str, image_size: int, num_classes: int, batch: int
         "label": rng.integers(0, num_classes, (batch,)).astype(np.int32),
         "index": np.arange(batch, dtype=np.int32),
     }, mesh)
-    step = make_train_step(model, tx, mesh)
+    step = make_train_step(model, tx, mesh, num_classes=num_classes)
     flops = matmul_flops(jax.make_jaxpr(step)(state, batch_arrays).jaxpr)
     for _ in range(warmup):
         state, metrics = step(state, batch_arrays)

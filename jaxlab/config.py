@@ -52,6 +52,12 @@ def base_config() -> ml_collections.ConfigDict:
         polynomial_degree=1,
     ))
 
+    config.augment = ml_collections.ConfigDict(dict(
+        pipeline="",         # on-device train augmentation, e.g. "rrc(size=32)|flip_lr" (jaxlab.augment)
+        eval_pipeline="",    # deterministic eval preprocessing, e.g. "center_crop(size=224)|normalize(...)"
+        tables={},           # name -> per-class table (list, {class: v, "default": v} or JSON path)
+    ))
+
     config.training = ml_collections.ConfigDict(dict(
         batch_size=128,      # GLOBAL batch over all devices and hosts
         num_epochs=10.0,

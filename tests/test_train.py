@@ -139,7 +139,8 @@ def test_extra_loss_and_augment_hooks_are_used(tmp_path):
     seen_keys = []
     blank = _params(train_and_evaluate(
         config, str(tmp_path / "blank"),
-        augment=lambda keys, images, labels: (seen_keys.append(keys.shape), jnp.zeros_like(images))[1]))
+        augment=lambda keys, images, labels: (seen_keys.append(keys.shape),
+                                              (jnp.zeros_like(images), jax.nn.one_hot(labels, 10)))[1]))
     assert seen_keys and seen_keys[0][0] == 64 // 8  # per-device shard of per-example keys
     first_kernel = lambda tree: jax.tree.leaves(tree)[1]  # noqa: E731
     assert not np.allclose(first_kernel(plain), first_kernel(blank))

@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from jaxlab import config as config_lib
 from jaxlab import data, models, parallel
+from jaxlab.augment import build_eval_transform, build_pipeline
 from jaxlab.train import metrics as metrics_lib
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.optim import create_optimizer, total_train_steps
@@ -102,7 +103,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     Args:
       mesh: devices to use (default: all devices of all processes).
       dataset: an in-memory `jaxlab.data.Dataset` (e.g. `data.from_arrays(...)`) instead of config.data.
-      augment, extra_loss: on-device augmentation and extra loss terms (see jaxlab.train.step).
+      augment: on-device augmentation (default: built from config.augment.pipeline).
+      extra_loss: an extra loss term (see jaxlab.train.step.ExtraLoss).
       max_steps: run at most this many steps in this call, then checkpoint and return (time-sliced jobs).
 
     Returns the summary also written to <workdir>/summary.json (final top-1, loss,
@@ -121,6 +123,9 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     os.makedirs(workdir, exist_ok=True)
     is_chief = jax.process_index() == 0
 
+    if augment is None and config.augment.pipeline:
+        augment = build_pipeline(config.augment.pipeline, dataset.num_classes, tables=config.augment.tables.to_dict())
+    eval_transform = build_eval_transform(config.augment.eval_pipeline, dataset.num_classes)
     model = models.create_model(config.model, dataset.num_classes)
     train_batches = data.TrainBatches(dataset.train, batch_size, seed=config.seed)
     steps_per_epoch = train_batches.steps_per_epoch
@@ -140,9 +145,10 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
-    train_step = make_train_step(model, tx, mesh, label_smoothing=config.training.label_smoothing,
+    train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes,
+                                 label_smoothing=config.training.label_smoothing,
                                  augment=augment, extra_loss=extra_loss)
-    eval_step = make_eval_step(model, mesh, dataset.num_classes)
+    eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform)
     writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
     eval_every = config.eval_every_steps or steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch

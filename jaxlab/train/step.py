@@ -32,14 +32,22 @@ class ExtraLoss(Protocol):
 
 
 class Augment(Protocol):
-    """Per-example augmentation run on device: keys[i] = fold_in(fold_in(rng, step), index[i])."""
+    """On-device augmentation of the local shard (see jaxlab.augment.build_pipeline).
 
-    def __call__(self, keys: jax.Array, images: jax.Array, labels: jax.Array) -> jax.Array: ...
+    keys[i] = fold_in(fold_in(rng, step), index[i]); returns the images and (B, K) soft
+    targets (one-hot unless a batch op such as mixup mixed them).
+    """
+
+    def __call__(self, keys: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]: ...
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
     """Per-example softmax cross-entropy against (optionally smoothed) one-hot labels."""
-    targets = jax.nn.one_hot(labels, logits.shape[-1])
+    return soft_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+
+
+def soft_cross_entropy(logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """-sum_k t_k log softmax(logits)_k with t = (1 - eps) targets + eps / K."""
     if label_smoothing:
         targets = optax.smooth_labels(targets, label_smoothing)
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
@@ -56,7 +64,7 @@ def _variables(params, batch_stats):
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
-def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *,
+def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_classes: int,
                     label_smoothing: float = 0.0, augment: Augment | None = None,
                     extra_loss: ExtraLoss | None = None) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """jit(shard_map(step)): (state, global batch) -> (new state, metrics), state donated."""
@@ -64,14 +72,16 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *,
     def step(state: TrainState, batch: Batch):
         images = to_float(batch["image"])
         labels = batch["label"]
-        if augment is not None:
-            images = augment(example_keys(state.rng, state.step, batch["index"]), images, labels)
+        if augment is None:
+            targets = jax.nn.one_hot(labels, num_classes)
+        else:
+            images, targets = augment(example_keys(state.rng, state.step, batch["index"]), images, labels)
         extra_rng = jax.random.fold_in(jax.random.split(state.rng)[1], state.step)  # a stream apart from augment's
 
         def loss_fn(params):
             logits, mutated = model.apply(_variables(params, state.batch_stats), images, train=True,
                                           mutable=["batch_stats"])
-            task = jnp.mean(cross_entropy(logits, labels, label_smoothing))
+            task = jnp.mean(soft_cross_entropy(logits, targets, label_smoothing))
             local = task if extra_loss is None else task + extra_loss(params, batch, extra_rng)
             return jax.lax.pmean(local, parallel.AXIS), (task, logits, mutated)
 
@@ -96,15 +106,21 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *,
                                   out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
 
 
-def make_eval_step(model, mesh: Mesh, num_classes: int) -> Callable[[TrainState, Batch], tuple[dict, dict]]:
+def make_eval_step(model, mesh: Mesh, num_classes: int, *, transform: Callable[[jax.Array], jax.Array] | None = None
+                   ) -> Callable[[TrainState, Batch], tuple[dict, dict]]:
     """(state, padded global batch with "mask") -> (summed stats, per-example "prediction" and "label").
+
+    `transform` is the deterministic eval-time preprocessing (e.g. centre crop + normalise).
 
     Stats: "loss_sum" (masked cross-entropy sum) and "confusion" [true, predicted] counts,
     from which every per-class metric follows; padded examples count nowhere.
     """
 
     def step(state: TrainState, batch: Batch):
-        logits = model.apply(_variables(state.params, state.batch_stats), to_float(batch["image"]), train=False)
+        images = to_float(batch["image"])
+        if transform is not None:
+            images = transform(images)
+        logits = model.apply(_variables(state.params, state.batch_stats), images, train=False)
         mask = batch["mask"]
         predictions = jnp.argmax(logits, -1)
         true = jax.nn.one_hot(batch["label"], num_classes) * mask[:, None]

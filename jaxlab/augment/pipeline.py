@@ -1,0 +1,213 @@
+"""Pipelines: a config string (or list) of registered ops -> one pure on-device function.
+
+    "rrc(size=32, scale=(0.08, 1))|flip_lr|normalize(mean=(0.5,), std=(0.25,))"
+
+compiles to `augment(keys, images, labels) -> (images, targets)`, run inside the jitted,
+data-parallel train step: per-example ops are vmapped over the local batch with
+keys[i] = fold_in(fold_in(rng, step), index[i]) (each stage folds in its position),
+batch ops (mixup, cutmix) see the device's whole shard and mix the soft targets.
+
+Class-conditional parameters: any numeric parameter (or element of a tuple parameter)
+may be a per-class table, written `table([v_0, ..., v_{K-1}])`, `table({"3": 1.0,
+"default": 0.08})`, `table("path/to/table.json")`, or a bare name looked up in
+`config.augment.tables`. Each example gets `one_hot(label, K) @ table` (a matmul, so it
+works on batch-sharded arrays in every sharding mode; no gather).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.augment import ops, rrc
+from jaxlab.config import ConfigError
+from jaxlab.registry import Registry
+
+EXAMPLE, BATCH, DETERMINISTIC = "example", "batch", "deterministic"
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    fn: Callable
+    kind: str  # EXAMPLE: fn(key, image, **p); BATCH: fn(key, images, targets, **p); DETERMINISTIC: fn(image, **p)
+
+
+OPS = Registry("augmentation op", "augment.pipeline")
+for _names, _op in [
+    (("rrc", "random_resized_crop"), Op(rrc.random_resized_crop, EXAMPLE)),
+    (("pad_crop", "pad_and_random_crop"), Op(ops.pad_and_random_crop, EXAMPLE)),
+    (("flip_lr", "random_flip_left_right"), Op(ops.random_flip_left_right, EXAMPLE)),
+    (("flip_ud", "random_flip_up_down"), Op(ops.random_flip_up_down, EXAMPLE)),
+    (("color_jitter",), Op(ops.color_jitter, EXAMPLE)),
+    (("grayscale", "random_grayscale"), Op(ops.random_grayscale, EXAMPLE)),
+    (("normalize",), Op(ops.normalize, DETERMINISTIC)),
+    (("center_crop", "center_crop_and_resize"), Op(ops.center_crop_and_resize, DETERMINISTIC)),
+    (("mixup",), Op(ops.mixup, BATCH)),
+    (("cutmix",), Op(ops.cutmix, BATCH)),
+]:
+    for _name in _names:
+        OPS.register(_name)(_op)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerClass:
+    """A parameter value that depends on the example's class: values[k] for class k."""
+    values: np.ndarray  # (num_classes,) float32
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    op: Op
+    params: dict[str, Any]
+
+
+class PipelineError(ConfigError):
+    """A pipeline spec or table is malformed; the message names the stage and the fix."""
+
+    def __init__(self, message: str, field: str = "augment.pipeline"):
+        super().__init__(field, message)
+
+
+def per_class_table(value, num_classes: int, *, base_dir: str = "") -> PerClass:
+    """A per-class table from a list of length K, a dict {class: value, "default": v} or a JSON file of either."""
+    if isinstance(value, str):
+        path = value if os.path.isabs(value) or not base_dir else os.path.join(base_dir, value)
+        try:
+            with open(path) as f:
+                value = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise PipelineError(f"cannot read the per-class table {path!r}: {e}") from e
+    if isinstance(value, Mapping):
+        value = dict(value)
+        default = value.pop("default", None)
+        keys = {int(k): float(v) for k, v in value.items()}
+        missing = [k for k in range(num_classes) if k not in keys]
+        if missing and default is None:
+            raise PipelineError(f"per-class table misses classes {missing[:10]} and has no 'default'")
+        if any(not 0 <= k < num_classes for k in keys):
+            raise PipelineError(f"per-class table has classes outside [0, {num_classes}): {sorted(keys)}")
+        values = [keys.get(k, default) for k in range(num_classes)]
+    else:
+        values = list(value)
+        if len(values) != num_classes:
+            raise PipelineError(f"per-class table has {len(values)} values for {num_classes} classes")
+    return PerClass(np.asarray(values, np.float32))
+
+
+def _literal(node: ast.AST, num_classes: int, tables: Mapping[str, Any], base_dir: str):
+    """Evaluate a parameter's syntax tree: literals, tuples/lists, table(...) and table names."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "table":
+        if len(node.args) != 1 or node.keywords:
+            raise PipelineError("table(...) takes one argument: a list, a dict or a JSON path")
+        return per_class_table(ast.literal_eval(node.args[0]), num_classes, base_dir=base_dir)
+    if isinstance(node, ast.Name):
+        if node.id not in tables:
+            raise PipelineError(f"unknown name {node.id!r}: define it in config.augment.tables "
+                                f"(known: {sorted(tables)}) or quote strings")
+        return per_class_table(tables[node.id], num_classes, base_dir=base_dir)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return tuple(_literal(e, num_classes, tables, base_dir) for e in node.elts)
+    return ast.literal_eval(node)
+
+
+def parse_pipeline(spec: str | Sequence[Mapping[str, Any]], num_classes: int, *,
+                   tables: Mapping[str, Any] | None = None, base_dir: str = "") -> list[Stage]:
+    """Parse "op(k=v, ...)|op|..." or [{"op": name, **params}, ...] into stages."""
+    tables = dict(tables or {})
+    stages = []
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split("|") if p.strip()]
+        for part in parts:
+            try:
+                node = ast.parse(part if "(" in part else part + "()", mode="eval").body
+            except SyntaxError as e:
+                raise PipelineError(f"cannot parse pipeline stage {part!r}: {e.msg}") from e
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+                raise PipelineError(f"pipeline stage {part!r} must look like name(key=value, ...)")
+            params = {kw.arg: _literal(kw.value, num_classes, tables, base_dir) for kw in node.keywords}
+            stages.append((node.func.id, params))
+    else:
+        for entry in spec:
+            entry = dict(entry)
+            if "op" not in entry:
+                raise PipelineError(f"pipeline entry {entry} has no 'op'")
+            name = entry.pop("op")
+            params = {}
+            for key, value in entry.items():
+                node = ast.parse(value if isinstance(value, str) and value.startswith("table(") else repr(value),
+                                 mode="eval").body
+                params[key] = _literal(node, num_classes, tables, base_dir)
+            stages.append((name, params))
+    parsed = []
+    for name, params in stages:
+        op = OPS.lookup(name)
+        if op.kind != EXAMPLE and any(isinstance(v, PerClass) for v in jax.tree.leaves(params)):
+            raise PipelineError(f"{name}: per-class tables only apply to per-example ops")
+        parsed.append(Stage(name, op, params))
+    return parsed
+
+
+def _split_params(params: dict, one_hot: jax.Array) -> tuple[list, Callable[[list], dict]]:
+    """Per-class leaves -> (B,) arrays to vmap over; the rest stay static. Returns them and a rebuild fn."""
+    leaves, treedef = jax.tree.flatten(params, is_leaf=lambda x: isinstance(x, PerClass))
+    batched = [one_hot @ jnp.asarray(leaf.values) for leaf in leaves if isinstance(leaf, PerClass)]
+    is_batched = [isinstance(leaf, PerClass) for leaf in leaves]
+
+    def rebuild(values: list) -> dict:
+        it = iter(values)
+        return jax.tree.unflatten(treedef, [next(it) if b else leaf for leaf, b in zip(leaves, is_batched)])
+
+    return batched, rebuild
+
+
+def build_pipeline(spec, num_classes: int, *, tables: Mapping[str, Any] | None = None,
+                   base_dir: str = "") -> Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    """Compile a pipeline spec to `augment(keys, images, labels) -> (images, targets)`.
+
+    keys: (B, 2) per-example PRNG keys; images: (B, H, W, C) float; labels: (B,) int.
+    targets are (B, num_classes) soft labels: one-hot unless a batch op mixed them.
+    """
+    stages = parse_pipeline(spec, num_classes, tables=tables, base_dir=base_dir)
+
+    def augment(keys, images, labels):
+        class_one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+        targets = class_one_hot
+        for position, stage in enumerate(stages):
+            stage_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, position)
+            if stage.op.kind == BATCH:
+                images, targets = stage.op.fn(stage_keys[0], images, targets, **stage.params)
+                continue
+            batched, rebuild = _split_params(stage.params, class_one_hot)
+            if stage.op.kind == DETERMINISTIC:
+                images = jax.vmap(lambda x, fn=stage.op.fn, p=stage.params: fn(x, **p))(images)
+            else:
+                images = jax.vmap(lambda k, x, b, fn=stage.op.fn, r=rebuild: fn(k, x, **r(b)))(
+                    stage_keys, images, batched)
+        return images, targets
+
+    return augment
+
+
+def build_eval_transform(spec, num_classes: int) -> Callable[[jax.Array], jax.Array] | None:
+    """The deterministic eval-time pipeline (e.g. "center_crop(size=224)|normalize(...)"), or None if empty."""
+    if not spec:
+        return None
+    stages = parse_pipeline(spec, num_classes)
+    random = [s.name for s in stages if s.op.kind != DETERMINISTIC]
+    if random:
+        raise PipelineError(f"may only hold deterministic ops; remove {random}", "augment.eval_pipeline")
+
+    def transform(images):
+        for stage in stages:
+            images = jax.vmap(lambda x, fn=stage.op.fn, p=stage.params: fn(x, **p))(images)
+        return images
+
+    return transform

@@ -1,0 +1,112 @@
+"""Pipelines: parsing, per-class tables, class-conditional behaviour, and use inside the train step."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab import parallel
+from jaxlab.augment import PipelineError, build_eval_transform, build_pipeline, parse_pipeline, per_class_table
+from jaxlab.config import ConfigError
+from jaxlab.train import train_and_evaluate
+from tests.helpers import tiny_config
+
+
+def _keys(n, seed=0):
+    return jax.random.split(jax.random.PRNGKey(seed), n)
+
+
+def test_string_and_list_forms_parse_the_same():
+    text = parse_pipeline("rrc(size=8, scale=(table([0.08, 1.0]), 1.0))|flip_lr(p=0.25)|normalize(mean=(0.5,), "
+                          "std=(0.2,))", 2)
+    listed = parse_pipeline([{"op": "rrc", "size": 8, "scale": "table([0.08, 1.0])"},
+                             {"op": "flip_lr", "p": 0.25}, {"op": "normalize", "mean": (0.5,), "std": (0.2,)}], 2)
+    assert [s.name for s in text] == ["rrc", "flip_lr", "normalize"]
+    np.testing.assert_allclose(text[0].params["scale"][0].values, [0.08, 1.0], rtol=1e-7)
+    assert text[0].params["scale"][1] == 1.0 and text[1].params == {"p": 0.25}
+    assert len(listed) == 3 and listed[1].params == text[1].params
+    # list form with a per-class table string parses to the same table
+    np.testing.assert_allclose(listed[0].params["scale"].values, [0.08, 1.0], rtol=1e-7)
+
+
+def test_per_class_tables_from_list_dict_json_and_names(tmp_path):
+    np.testing.assert_array_equal(per_class_table([1, 2, 3], 3).values, [1, 2, 3])
+    np.testing.assert_allclose(per_class_table({"1": 0.5, "default": 0.08}, 3).values, [0.08, 0.5, 0.08], rtol=1e-7)
+    (tmp_path / "t.json").write_text(json.dumps({"0": 1.0, "2": 1.0, "default": 0.3}))
+    np.testing.assert_allclose(per_class_table(str(tmp_path / "t.json"), 3).values, [1.0, 0.3, 1.0], rtol=1e-7)
+    stages = parse_pipeline("flip_lr(p=weak)", 3, tables={"weak": [0.0, 0.5, 1.0]})
+    np.testing.assert_array_equal(stages[0].params["p"].values, [0.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("rotate(angle=3)", "unknown augmentation op 'rotate'"),
+    ("flip_lr(p=table([0.5]))", "1 values for 3 classes"),
+    ("flip_lr(p=table({'1': 0.5}))", "no 'default'"),
+    ("flip_lr(p=strong)", "unknown name 'strong'"),
+    ("flip_lr(p=0.5", "cannot parse"),
+    ("mixup(alpha=table([0.1, 0.2, 0.3]))", "only apply to per-example ops"),
+    ("flip_lr(p=table('/nonexistent/t.json'))", "cannot read the per-class table"),
+])
+def test_bad_pipelines_raise_config_errors(spec, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_pipeline(spec, 3)
+    assert info.value.field == "augment.pipeline"
+
+
+def test_eval_pipeline_rejects_random_ops():
+    with pytest.raises(PipelineError, match="deterministic") as info:
+        build_eval_transform("flip_lr|normalize(mean=(0.5,), std=(0.5,))", 10)
+    assert info.value.field == "augment.eval_pipeline"
+    transform = build_eval_transform("normalize(mean=(0.5,), std=(0.25,))", 10)
+    np.testing.assert_allclose(transform(jnp.full((2, 4, 4, 1), 0.75)), 1.0)
+    assert build_eval_transform("", 10) is None
+
+
+def test_class_conditional_flip_is_per_example():
+    """p = 0 for class 0 and p = 1 for class 1: class-0 images untouched, class-1 images flipped, exactly."""
+    augment = jax.jit(build_pipeline("flip_lr(p=table([0.0, 1.0]))", 2))
+    images = jax.random.uniform(jax.random.PRNGKey(1), (16, 5, 5, 3))
+    labels = jnp.arange(16) % 2
+    out, targets = augment(_keys(16), images, labels)
+    np.testing.assert_array_equal(out[0::2], images[0::2])
+    np.testing.assert_array_equal(out[1::2], images[1::2, :, ::-1])
+    np.testing.assert_array_equal(targets, jax.nn.one_hot(labels, 2))
+
+
+def test_class_conditional_rrc_strength():
+    """scale=(1,1) for class 0 keeps the whole image (torchvision's fallback); s=0.08 for class 1 crops."""
+    augment = jax.jit(build_pipeline("rrc(size=16, scale=(table([1.0, 0.08]), table([1.0, 1.0])))", 2))
+    images = jax.random.uniform(jax.random.PRNGKey(2), (64, 16, 16, 3))
+    labels = jnp.arange(64) % 2
+    out, _ = augment(_keys(64), images, labels)
+    changed = np.abs(np.asarray(out - images)).reshape(64, -1).max(axis=1) > 1e-4
+    assert changed[0::2].mean() < 0.1   # whole image kept unless aspect ~ 1 lets a full crop through
+    assert changed[1::2].mean() > 0.9   # random crops
+
+
+def test_same_keys_same_output_and_mixup_targets():
+    augment = jax.jit(build_pipeline("flip_lr|mixup(alpha=0.4)", 3))
+    images = jax.random.uniform(jax.random.PRNGKey(3), (8, 4, 4, 1))
+    labels = jnp.array([0, 1, 2, 0, 1, 2, 0, 1])
+    a_images, a_targets = augment(_keys(8), images, labels)
+    b_images, b_targets = augment(_keys(8), images, labels)
+    np.testing.assert_array_equal(a_images, b_images)
+    np.testing.assert_allclose(a_targets.sum(-1), 1.0, rtol=1e-6)
+    assert np.any((a_targets > 0) & (a_targets < 1)), "mixup must mix labels"
+
+
+def test_class_conditional_pipeline_in_train_step_is_device_count_invariant(tmp_path):
+    """The augmented run gives the same params on 1 and 8 devices (keys depend on step and index only)."""
+    config = tiny_config(**{
+        "augment.pipeline": "pad_crop(padding=1, max_shift=table([0, 1, 1, 1, 1, 1, 1, 1, 1, 1]))|flip_lr(p=weak)",
+        "augment.tables": {"weak": [0.0] * 5 + [1.0] * 5},
+        "augment.eval_pipeline": "normalize(mean=(0.3,), std=(0.3,))",
+        "training.num_train_steps": 4})
+    one = train_and_evaluate(config, str(tmp_path / "one"), mesh=parallel.make_mesh(1))
+    eight = train_and_evaluate(config, str(tmp_path / "eight"), mesh=parallel.make_mesh(8))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 jax.device_get(one["state"].params), jax.device_get(eight["state"].params))
+    plain = train_and_evaluate(tiny_config(**{"training.num_train_steps": 4}), str(tmp_path / "plain"))
+    assert not np.allclose(jax.tree.leaves(plain["state"].params)[1], jax.tree.leaves(one["state"].params)[1])
