@@ -217,23 +217,3 @@ def test_vmapped_crop_with_per_example_scale():
     whole = jax.vmap(lambda x: jax.image.resize(x, (8, 8, 3), "linear"))(images)
     np.testing.assert_allclose(out[0::2], whole[0::2], atol=1e-6)
     assert np.all(np.abs(np.asarray(out[1::2] - whole[1::2])).reshape(8, -1).max(axis=1) > 1e-2)
-
-
-def test_magnifying_fast_path_equals_scale_and_translate():
-    """The 2-tap gather used when every crop is magnified gives scale_and_translate's values."""
-    from jaxlab.augment.rrc import _magnify_bilinear
-    image = jax.random.uniform(jax.random.PRNGKey(7), (32, 32, 3))
-    keys = jax.random.split(jax.random.PRNGKey(8), 64)
-
-    def both(key):
-        top, left, h, w = rrc_params(key, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3))
-        fast = _magnify_bilinear(image, top, left, h, w, 32, 32)
-        zoom = jnp.array([32.0, 32.0]) / jnp.stack([h, w]).astype(jnp.float32)
-        slow = jax.image.scale_and_translate(image, (32, 32, 3), (0, 1), zoom,
-                                             -jnp.stack([top, left]).astype(jnp.float32) * zoom, "linear")
-        return fast, slow
-
-    fast, slow = jax.jit(jax.vmap(both))(keys)
-    np.testing.assert_allclose(fast, slow, atol=2e-5)
-    out = jax.vmap(lambda k: random_resized_crop(k, image, size=32))(keys)
-    np.testing.assert_allclose(out, slow, atol=2e-5)

@@ -52,41 +52,15 @@ def random_resized_crop(key, image, *, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 
     i + 1/2, output coordinate y' = (y - top) * out_h/h (scale out_h/h, translation -top*out_h/h), so the
     window [top, top+h) maps onto [0, out_h) (likewise for columns). Unlike crop-then-resize, output pixels at the window's border also weigh image
     pixels just outside it (within the kernel's reach), where the image has them.
-    When the output is at least the image's size (e.g. 32 -> 32, 224 -> 224) every crop is magnified and
-    a 2-tap gather computes the same values much faster. Returns float32 (out_h, out_w, C).
+    Returns float32 (out_h, out_w, C).
     """
     out_h, out_w = (size, size) if np.ndim(size) == 0 else tuple(size)
     height, width, channels = image.shape
     top, left, h, w = rrc_params(key, height, width, scale, ratio)
-    if out_h >= height and out_w >= width:
-        # Every crop (<= the image) is magnified: the linear kernel spans 2 taps per axis, so gather them
-        # instead of building dense weight matrices. Same values as scale_and_translate (see tests).
-        return _magnify_bilinear(image.astype(jnp.float32), top, left, h, w, out_h, out_w)
     zoom = jnp.array([out_h, out_w], jnp.float32) / jnp.stack([h, w]).astype(jnp.float32)
     shift = -jnp.stack([top, left]).astype(jnp.float32) * zoom
     return jax.image.scale_and_translate(image.astype(jnp.float32), (out_h, out_w, channels), (0, 1),
                                          zoom, shift, method="linear", antialias=antialias)
-
-
-def _bilinear_taps(start, length, out_size: int, in_size: int):
-    """Input taps and weights for output centres i + 1/2 -> input y = start + (i + 1/2) * length / out - 1/2.
-
-    Taps outside [0, in_size) are clamped, which equals renormalising the triangle kernel over the
-    in-bounds tap (scale_and_translate's edge rule) since only one tap can fall outside.
-    """
-    y = start + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * (length.astype(jnp.float32) / out_size) - 0.5
-    y0 = jnp.floor(y)
-    frac = y - y0
-    y0 = y0.astype(jnp.int32)
-    return jnp.clip(y0, 0, in_size - 1), jnp.clip(y0 + 1, 0, in_size - 1), frac
-
-
-def _magnify_bilinear(image, top, left, h, w, out_h: int, out_w: int):
-    """Bilinear resize of the window [top, top+h) x [left, left+w) to (out_h, out_w), h <= out_h, w <= out_w."""
-    y0, y1, fy = _bilinear_taps(top, h, out_h, image.shape[0])
-    x0, x1, fx = _bilinear_taps(left, w, out_w, image.shape[1])
-    rows = jnp.take(image, y0, axis=0) * (1 - fy)[:, None, None] + jnp.take(image, y1, axis=0) * fy[:, None, None]
-    return jnp.take(rows, x0, axis=1) * (1 - fx)[None, :, None] + jnp.take(rows, x1, axis=1) * fx[None, :, None]
 
 
 def rrc_params_numpy(rng: np.random.Generator, height: int, width: int, scale=(0.08, 1.0),
