@@ -21,14 +21,15 @@ def _keys(n, seed=0):
 def test_string_and_list_forms_parse_the_same():
     text = parse_pipeline("rrc(size=8, scale=(table([0.08, 1.0]), 1.0))|flip_lr(p=0.25)|normalize(mean=(0.5,), "
                           "std=(0.2,))", 2)
-    listed = parse_pipeline([{"op": "rrc", "size": 8, "scale": "table([0.08, 1.0])"},
+    listed = parse_pipeline([{"op": "rrc", "size": 8, "scale": ("table([0.08, 1.0])", 1.0)},
                              {"op": "flip_lr", "p": 0.25}, {"op": "normalize", "mean": (0.5,), "std": (0.2,)}], 2)
     assert [s.name for s in text] == ["rrc", "flip_lr", "normalize"]
     np.testing.assert_allclose(text[0].params["scale"][0].values, [0.08, 1.0], rtol=1e-7)
     assert text[0].params["scale"][1] == 1.0 and text[1].params == {"p": 0.25}
-    assert len(listed) == 3 and listed[1].params == text[1].params
-    # list form with a per-class table string parses to the same table
-    np.testing.assert_allclose(listed[0].params["scale"].values, [0.08, 1.0], rtol=1e-7)
+    assert len(listed) == 3 and listed[1].params == text[1].params and listed[2].params == text[2].params
+    # a "table(...)" string inside a tuple parses to the same table
+    np.testing.assert_allclose(listed[0].params["scale"][0].values, [0.08, 1.0], rtol=1e-7)
+    assert listed[0].params["scale"][1] == 1.0
 
 
 def test_per_class_tables_from_list_dict_json_and_names(tmp_path):

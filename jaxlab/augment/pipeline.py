@@ -118,6 +118,15 @@ def _literal(node: ast.AST, num_classes: int, tables: Mapping[str, Any], base_di
     return ast.literal_eval(node)
 
 
+def _from_python(value, num_classes: int, tables: Mapping[str, Any], base_dir: str):
+    """A list-form parameter: "table(...)" strings become tables, inside tuples/lists too."""
+    if isinstance(value, str) and value.startswith("table("):
+        return _literal(ast.parse(value, mode="eval").body, num_classes, tables, base_dir)
+    if isinstance(value, (tuple, list)):
+        return tuple(_from_python(v, num_classes, tables, base_dir) for v in value)
+    return value
+
+
 def parse_pipeline(spec: str | Sequence[Mapping[str, Any]], num_classes: int, *,
                    tables: Mapping[str, Any] | None = None, base_dir: str = "") -> list[Stage]:
     """Parse "op(k=v, ...)|op|..." or [{"op": name, **params}, ...] into stages."""
@@ -140,11 +149,7 @@ def parse_pipeline(spec: str | Sequence[Mapping[str, Any]], num_classes: int, *,
             if "op" not in entry:
                 raise PipelineError(f"pipeline entry {entry} has no 'op'")
             name = entry.pop("op")
-            params = {}
-            for key, value in entry.items():
-                node = ast.parse(value if isinstance(value, str) and value.startswith("table(") else repr(value),
-                                 mode="eval").body
-                params[key] = _literal(node, num_classes, tables, base_dir)
+            params = {key: _from_python(value, num_classes, tables, base_dir) for key, value in entry.items()}
             stages.append((name, params))
     parsed = []
     for name, params in stages:
