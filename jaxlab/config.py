@@ -15,7 +15,6 @@ import ml_collections
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "lars", "lamb")
 SCHEDULES = ("constant", "cosine", "step")
 LR_SCALING = ("none", "linear", "sqrt")
-DTYPES = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -108,8 +107,7 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
 
     experiments.EXPERIMENTS.lookup(config.experiment)
     models.MODELS.lookup(config.model.name)
-    _require(config.model.dtype in DTYPES, "model.dtype",
-             f"{config.model.dtype!r} is not one of {DTYPES}")
+    models.compute_dtype(config.model)
     _require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
     data.check_data_config(config.data)
 

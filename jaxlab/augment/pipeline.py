@@ -173,6 +173,10 @@ def _split_params(params: dict, one_hot: jax.Array) -> tuple[list, Callable[[lis
     return batched, rebuild
 
 
+def _apply_deterministic(stage: Stage, images: jax.Array) -> jax.Array:
+    return jax.vmap(lambda x: stage.op.fn(x, **stage.params))(images)
+
+
 def build_pipeline(spec, num_classes: int, *, tables: Mapping[str, Any] | None = None,
                    base_dir: str = "") -> Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
     """Compile a pipeline spec to `augment(keys, images, labels) -> (images, targets)`.
@@ -190,10 +194,10 @@ def build_pipeline(spec, num_classes: int, *, tables: Mapping[str, Any] | None =
             if stage.op.kind == BATCH:
                 images, targets = stage.op.fn(stage_keys[0], images, targets, **stage.params)
                 continue
-            batched, rebuild = _split_params(stage.params, class_one_hot)
             if stage.op.kind == DETERMINISTIC:
-                images = jax.vmap(lambda x, fn=stage.op.fn, p=stage.params: fn(x, **p))(images)
+                images = _apply_deterministic(stage, images)
             else:
+                batched, rebuild = _split_params(stage.params, class_one_hot)
                 images = jax.vmap(lambda k, x, b, fn=stage.op.fn, r=rebuild: fn(k, x, **r(b)))(
                     stage_keys, images, batched)
         return images, targets
@@ -212,7 +216,7 @@ def build_eval_transform(spec, num_classes: int) -> Callable[[jax.Array], jax.Ar
 
     def transform(images):
         for stage in stages:
-            images = jax.vmap(lambda x, fn=stage.op.fn, p=stage.params: fn(x, **p))(images)
+            images = _apply_deterministic(stage, images)
         return images
 
     return transform
