@@ -87,6 +87,29 @@ def base_config() -> ml_collections.ConfigDict:
         decay_factor=0.1,
     ))
 
+    config.sweep = ml_collections.ConfigDict(dict(  # experiment="augmentation_sweep" (jaxlab.classwise.sweep)
+        parameter="crop_scale",   # the config.augment.tables name each run sets to its strength
+        strengths=(0.08, 0.25, 0.5, 1.0),
+        seeds=(0, 1, 2),
+        num_shards=1,             # spread the runs over machines: this process runs
+        shard_index=0,            #   runs i with i % num_shards == shard_index
+        keep_run_checkpoints=False,  # False: delete a run's checkpoints once its predictions are saved
+    ))
+
+    config.classwise = ml_collections.ConfigDict(dict(  # the analysis (jaxlab.classwise)
+        alpha=0.05,               # affected: one-sided p-value of the drop <= alpha ...
+        min_drop=0.0,             # ... and a drop of at least this much accuracy
+        correction="none",        # none | bonferroni (over classes)
+        symmetric_threshold=0.2,  # co-labelling P(l|k) and P(k|l) >= this: ambiguous
+        cooccurrence_threshold=0.2,  # one direction >= this (not both): co-occurring
+        class_groups=(),          # group id per class (hierarchy for fine-grained); () = the dataset's, if any
+        real_json="",             # ImageNet ReaL real.json for multi-label scoring of the eval split
+        intervention=True,        # retrain with class-conditional strength after the sweep
+        intervention_selection="false_positive_growth",  # false_positive_growth | affected
+        intervention_pairs=2,     # confused pairs to treat (both classes of each)
+        intervention_strength=1.0,  # the strength for treated classes (1.0: no random crop)
+    ))
+
     config.eval_batch_size = 512
     config.eval_every_steps = 0      # 0: evaluate once per epoch
     config.log_every_steps = 20

@@ -23,6 +23,13 @@ def train(config, workdir: str) -> dict:
     return train_and_evaluate(config, workdir)
 
 
+@register("augmentation_sweep")
+def augmentation_sweep(config, workdir: str) -> dict:
+    """One model per (augmentation strength, seed), the class-level analysis, intervention and report."""
+    from jaxlab.classwise.sweep import run_sweep
+    return run_sweep(config, workdir)
+
+
 def run(config, workdir: str) -> dict:
     """Run the experiment `config.experiment` into `workdir`."""
     return EXPERIMENTS.lookup(config.experiment)(config, workdir)

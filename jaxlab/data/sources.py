@@ -126,6 +126,10 @@ class Dataset:
     num_classes: int
     image_shape: tuple[int, ...]  # per example, e.g. (28, 28, 1) or (123,) for feature vectors
     class_names: tuple[str, ...]
+    # Optional metadata for the class-level analysis (jaxlab.classwise):
+    eval_label_sets: np.ndarray | None = None  # (len(test), num_classes) bool multi-labels (ReaL-style); a row
+    #                                            of all False means "no usable multi-label" (skipped)
+    class_groups: tuple[int, ...] | None = None  # a group id per class (e.g. CIFAR-100 superclasses)
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -139,11 +143,13 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(c) for c in channels], axis=-1)
 
 
-def from_arrays(x_train, y_train, x_test, y_test, *, name: str = "arrays",
-                class_names=None, num_classes: int | None = None) -> Dataset:
+def from_arrays(x_train, y_train, x_test, y_test, *, name: str = "arrays", class_names=None,
+                num_classes: int | None = None, eval_label_sets=None, class_groups=None) -> Dataset:
     """A Dataset from in-memory arrays (notebooks, tests, npz files).
 
     (N, H, W) images get a channel axis; num_classes defaults to len(class_names), else max label + 1.
+    eval_label_sets: optional (len(y_test), num_classes) bool multi-labels of the test split;
+    class_groups: optional group id per class (see Dataset).
     """
     def split(x, y):
         x = np.asarray(x)
@@ -165,7 +171,17 @@ def from_arrays(x_train, y_train, x_test, y_test, *, name: str = "arrays",
     for split_name, source in (("train", train), ("test", test)):
         if len(source) and source.labels.max() >= num_classes:
             raise DataError(f"dataset {name!r}: {split_name} label {source.labels.max()} >= num_classes={num_classes}")
-    return Dataset(name, train, test, num_classes, train.images.shape[1:], class_names)
+    if eval_label_sets is not None:
+        eval_label_sets = np.asarray(eval_label_sets, dtype=bool)
+        if eval_label_sets.shape != (len(test), num_classes):
+            raise DataError(f"dataset {name!r}: eval_label_sets has shape {eval_label_sets.shape}, expected "
+                            f"({len(test)}, {num_classes}) (one row of class flags per test example)")
+    if class_groups is not None:
+        class_groups = tuple(int(g) for g in class_groups)
+        if len(class_groups) != num_classes:
+            raise DataError(f"dataset {name!r}: {len(class_groups)} class groups for {num_classes} classes")
+    return Dataset(name, train, test, num_classes, train.images.shape[1:], class_names, eval_label_sets,
+                   class_groups)
 
 
 # --- config access and path checks (cheap: no decoding) ---
@@ -485,6 +501,13 @@ def _load_tfds_in_memory(name, splits, data_dir, image_key, label_key) -> Datase
                        class_names=info.features[label_key].names)
 
 
+def _load_synthetic(data_config) -> Dataset:
+    """The planted 10-class set of jaxlab.classwise.synthetic (seed = config.data.seed)."""
+    from jaxlab.classwise import synthetic  # local: jaxlab.classwise imports jaxlab.data
+
+    return synthetic.load_synthetic(data_config)
+
+
 # source -> (cheap check, loader); check_data_config runs the first, load_dataset runs both.
 _SOURCES = {
     "digits": (lambda c: None, _load_digits),
@@ -497,6 +520,7 @@ _SOURCES = {
     "svmlight": (_svmlight_files, _load_svmlight),
     "npz": (_npz_file, _load_npz),
     "arrays": (_check_arrays, None),
+    "synthetic": (lambda c: None, _load_synthetic),
 }
 SOURCES = tuple(_SOURCES)
 
@@ -523,5 +547,6 @@ def load_dataset(data_config) -> Dataset:
                             f"examples of shape {dataset.image_shape}; set it to 0")
         resized = [np.stack([resize_image(x, size) for x in split.images]) for split in (dataset.train, dataset.test)]
         dataset = from_arrays(resized[0], dataset.train.labels, resized[1], dataset.test.labels, name=dataset.name,
-                              class_names=dataset.class_names)
+                              class_names=dataset.class_names, eval_label_sets=dataset.eval_label_sets,
+                              class_groups=dataset.class_groups)
     return dataset

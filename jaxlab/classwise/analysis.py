@@ -1,0 +1,89 @@
+"""The whole class-level analysis of a sweep, from labels and predictions only.
+
+`analyze` takes the eval labels (N,) and the predictions of every run (S strengths x R seeds x N)
+and returns one JSON-able dict: the average-vs-class trade-off (seed means and CIs per strength),
+per-class accuracy (and multi-label accuracy when label sets exist), the affected classes
+(jaxlab.classwise.affected), each class's confusion partner with its curves
+(jaxlab.classwise.confusion) and the pair's category (jaxlab.classwise.categories).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from jaxlab.classwise import affected as affected_lib
+from jaxlab.classwise import categories, confusion, metrics
+
+
+def _mean_ci(values) -> dict[str, list]:
+    mean, half = metrics.mean_and_ci(values, axis=1)
+    return {"mean": np.asarray(mean).tolist(), "ci": np.asarray(half).tolist()}
+
+
+def per_class_rows(strengths: Sequence[float], seeds: Sequence[int], labels, predictions, num_classes: int,
+                   label_sets=None) -> list[dict]:
+    """One row per (strength, seed, class): n, accuracy, multilabel_accuracy (None without sets), false_positives."""
+    accuracy = metrics.per_class_accuracy(labels, predictions, num_classes)
+    fp = metrics.false_positives(labels, predictions, num_classes)
+    ml = None if label_sets is None else metrics.per_class_multilabel_accuracy(labels, predictions, label_sets,
+                                                                               num_classes)
+    n = metrics.class_counts(labels, num_classes)
+    rows = []
+    for i, strength in enumerate(strengths):
+        for j, seed in enumerate(seeds):
+            for k in range(num_classes):
+                rows.append({"strength": float(strength), "seed": int(seed), "class": k, "n": int(n[k]),
+                             "accuracy": float(accuracy[i, j, k]),
+                             "multilabel_accuracy": None if ml is None else float(ml[i, j, k]),
+                             "false_positives": int(fp[i, j, k])})
+    return rows
+
+
+def analyze(strengths: Sequence[float], labels, predictions, num_classes: int, *, class_names=None,
+            label_sets=None, groups=None, alpha: float = 0.05, min_drop: float = 0.0, correction: str = "none",
+            symmetric_threshold: float = 0.2, cooccurrence_threshold: float = 0.2) -> dict:
+    """predictions: (S, R, N) for strengths[S] and R seeds. See the module docstring."""
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    if predictions.ndim != 3 or predictions.shape[0] != len(strengths) or predictions.shape[2] != len(labels):
+        raise ValueError(f"predictions must be (strengths={len(strengths)}, seeds, examples={len(labels)}), "
+                         f"got {predictions.shape}")
+    class_names = list(class_names) if class_names is not None else [str(k) for k in range(num_classes)]
+    n = metrics.class_counts(labels, num_classes)
+    accuracy = metrics.per_class_accuracy(labels, predictions, num_classes)  # (S, R, K)
+    average = (predictions == labels).mean(axis=-1)  # (S, R)
+    confusions = metrics.confusion_matrix(labels, predictions, num_classes)  # (S, R, K, K)
+    result = {
+        "strengths": [float(s) for s in strengths],
+        "num_seeds": int(predictions.shape[1]),
+        "class_names": class_names,
+        "n": n.tolist(),
+        "average_accuracy": _mean_ci(average),
+        "per_class_accuracy": _mean_ci(accuracy),
+        "false_positives": _mean_ci(metrics.false_positives(labels, predictions, num_classes)),
+    }
+    ml_accuracy, colabel = None, None
+    if label_sets is not None:
+        ml_accuracy = metrics.per_class_multilabel_accuracy(labels, predictions, label_sets, num_classes)
+        result["multilabel_average_accuracy"] = _mean_ci(metrics.multilabel_accuracy(predictions, label_sets))
+        result["per_class_multilabel_accuracy"] = _mean_ci(ml_accuracy)
+        colabel = categories.colabel_matrix(labels, label_sets, num_classes)
+    scored = affected_lib.affected_classes(accuracy, average, n, alpha=alpha, min_drop=min_drop,
+                                           correction=correction, multilabel_accuracy=ml_accuracy)
+    best = scored["best_average_index"]
+    result["best_average_index"] = best
+    result["best_average_strength"] = float(strengths[best])
+    for record in scored["classes"]:
+        k = record["class"]
+        partner = confusion.confusion_partner(confusions, k, at=best)
+        record.update(name=class_names[k], best_strength=float(strengths[record["best_index"]]),
+                      partner=partner, partner_name=class_names[partner],
+                      category=categories.pair_category(k, partner, colabel=colabel, groups=groups,
+                                                        symmetric_threshold=symmetric_threshold,
+                                                        cooccurrence_threshold=cooccurrence_threshold),
+                      curves=confusion.partner_curves(confusions, k, partner))
+    result["classes"] = scored["classes"]
+    result["affected"] = [r["class"] for r in sorted(scored["classes"], key=lambda r: -r["drop"]) if r["affected"]]
+    return result

@@ -1,0 +1,84 @@
+"""Per-class measurements from labels and predictions (pure numpy; usable in a notebook).
+
+Shapes: labels (N,), predictions (..., N) — any leading axes (strength, seed) are kept, so a
+whole sweep's predictions (S, R, N) are scored at once. K = num_classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
+    """C[..., k, l] = #{i : y_i = k, pred_i = l}."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    lead = predictions.shape[:-1]
+    flat = predictions.reshape(-1, predictions.shape[-1])
+    index = labels[None, :] * num_classes + flat
+    counts = [np.bincount(row, minlength=num_classes * num_classes) for row in index]
+    return np.stack(counts).reshape(*lead, num_classes, num_classes)
+
+
+def class_counts(labels, num_classes: int) -> np.ndarray:
+    """n_k = #{i : y_i = k}."""
+    return np.bincount(np.asarray(labels), minlength=num_classes)
+
+
+def per_class_accuracy(labels, predictions, num_classes: int) -> np.ndarray:
+    """acc_k = mean over examples with label k of [pred = k]; NaN for a class absent from `labels`."""
+    confusion = confusion_matrix(labels, predictions, num_classes)
+    n = class_counts(labels, num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.diagonal(confusion, axis1=-2, axis2=-1) / n, np.nan)
+
+
+def false_positives(labels, predictions, num_classes: int) -> np.ndarray:
+    """FP_l = #{i : pred_i = l, y_i != l}."""
+    confusion = confusion_matrix(labels, predictions, num_classes)
+    return confusion.sum(axis=-2) - np.diagonal(confusion, axis1=-2, axis2=-1)
+
+
+def usable_multilabel(label_sets) -> np.ndarray:
+    """The empty-set rule: an example counts in multi-label scoring only if its label set is non-empty."""
+    return np.asarray(label_sets, bool).any(axis=-1)
+
+
+def multilabel_correct(predictions, label_sets) -> np.ndarray:
+    """[pred_i in set_i] per example (..., N), False where the set is empty."""
+    label_sets = np.asarray(label_sets, bool)
+    predictions = np.asarray(predictions)
+    return np.take_along_axis(np.broadcast_to(label_sets, predictions.shape + label_sets.shape[-1:]),
+                              predictions[..., None], axis=-1)[..., 0]
+
+
+def multilabel_accuracy(predictions, label_sets) -> np.ndarray:
+    """ReaL accuracy: mean of [pred in set] over examples with a non-empty set; shape (...)."""
+    usable = usable_multilabel(label_sets)
+    return multilabel_correct(predictions, label_sets)[..., usable].mean(axis=-1)
+
+
+def per_class_multilabel_accuracy(labels, predictions, label_sets, num_classes: int) -> np.ndarray:
+    """mean over examples with original label k AND a non-empty set of [pred in set]; NaN if none."""
+    labels = np.asarray(labels)
+    usable = usable_multilabel(label_sets)
+    correct = multilabel_correct(predictions, label_sets)
+    one_hot = (labels[:, None] == np.arange(num_classes)) & usable[:, None]  # (N, K)
+    n = one_hot.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, correct.astype(np.float64) @ one_hot / n, np.nan)
+
+
+def mean_and_ci(values, axis: int = 0, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over `axis` (the seeds) and the half-width of a Student-t confidence interval.
+
+    half = t_{(1+confidence)/2, R-1} * sd / sqrt(R); NaN when fewer than 2 values.
+    """
+    values = np.asarray(values, np.float64)
+    count = np.sum(~np.isnan(values), axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(values, axis=axis) if values.size else np.nan
+        sd = np.nanstd(values, axis=axis, ddof=1) if np.max(count, initial=0) > 1 else np.full_like(mean, np.nan)
+        t = stats.t.ppf((1 + confidence) / 2, np.maximum(count - 1, 1))
+        half = np.where(count > 1, t * sd / np.sqrt(count), np.nan)
+    return mean, half

@@ -1,0 +1,216 @@
+"""The `augmentation_sweep` experiment: one model per (strength, seed), analysis, intervention, report.
+
+    python -m jaxlab.main --config=configs/default.py     # the small digits sweep
+
+Each run trains `config` with `config.augment.tables[config.sweep.parameter]` set to the run's
+strength (the pipeline refers to that name, e.g. "rrc(size=32, scale=(crop_scale, 1.0))") and
+`config.seed` set to the run's seed, in <workdir>/runs/<run>/ (resumable: an interrupted run
+continues from its last checkpoint). A finished run leaves <workdir>/predictions/<run>.npz
+(labels, predictions) and is never trained again, so a sweep interrupted anywhere continues
+where it stopped; shards of a sweep on several machines write into the same folders and merge.
+When every run's predictions exist, the analysis (jaxlab.classwise.analyze) is written to
+analysis.json and per_class.csv, then the class-conditional intervention retrains the selected
+pairs with weaker crops (jaxlab.classwise.intervention) and report.md summarises everything.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import time
+
+import jax
+import numpy as np
+
+from jaxlab import data
+from jaxlab.classwise import intervention as intervention_lib
+from jaxlab.classwise.analysis import analyze, per_class_rows
+from jaxlab.config import ConfigError, validate
+from jaxlab.train.metrics import write_json
+
+CSV_COLUMNS = ("strength", "seed", "class", "n", "accuracy", "multilabel_accuracy", "false_positives")
+
+
+def check_sweep_config(config) -> None:
+    """Raise ConfigError for a sweep that cannot run (before any data is loaded or code compiled)."""
+    sweep, cw = config.sweep, config.classwise
+    if not sweep.strengths:
+        raise ConfigError("sweep.strengths", "is empty; give the strengths to train, e.g. (0.08, 0.5, 1.0)")
+    if any(not 0 < s <= 1 for s in sweep.strengths) or len(set(sweep.strengths)) != len(sweep.strengths):
+        raise ConfigError("sweep.strengths", f"{tuple(sweep.strengths)} must be distinct values in (0, 1] "
+                          "(the RRC scale lower bound)")
+    if not sweep.seeds or len(set(sweep.seeds)) != len(sweep.seeds):
+        raise ConfigError("sweep.seeds", f"{tuple(sweep.seeds)} must be distinct seeds, at least one")
+    if not re.search(rf"\b{re.escape(sweep.parameter)}\b", str(config.augment.pipeline)):
+        raise ConfigError("sweep.parameter", f"{sweep.parameter!r} does not appear in config.augment.pipeline "
+                          f"({config.augment.pipeline!r}); use it as a parameter there, e.g. "
+                          f"rrc(size=32, scale=({sweep.parameter}, 1.0))")
+    if not 0 <= sweep.shard_index < sweep.num_shards:
+        raise ConfigError("sweep.shard_index", f"must be in [0, num_shards={sweep.num_shards})")
+    if not 0 < cw.alpha < 1:
+        raise ConfigError("classwise.alpha", f"must be in (0, 1), got {cw.alpha}")
+    if cw.correction not in ("none", "bonferroni"):
+        raise ConfigError("classwise.correction", f"{cw.correction!r}: choose none or bonferroni")
+    if cw.intervention_selection not in intervention_lib.SELECTIONS:
+        raise ConfigError("classwise.intervention_selection",
+                          f"{cw.intervention_selection!r}: choose one of {intervention_lib.SELECTIONS}")
+    if not 0 < cw.intervention_strength <= 1:
+        raise ConfigError("classwise.intervention_strength", "must be in (0, 1]")
+    if cw.real_json and not os.path.isfile(cw.real_json):
+        raise ConfigError("classwise.real_json", f"{cw.real_json!r} is not a file (ImageNet ReaL real.json)")
+
+
+def run_name(strength: float, seed: int) -> str:
+    return f"strength={strength:g}_seed={seed}"
+
+
+def _run_config(config, *, seed: int, table):
+    run_config = config.copy_and_resolve_references()
+    with run_config.unlocked():
+        run_config.experiment = "train"
+        run_config.seed = int(seed)
+        run_config.augment.tables[config.sweep.parameter] = table
+    return run_config
+
+
+def _save_predictions(path: str, result: dict) -> None:
+    tmp = f"{path}.tmp.npz"
+    np.savez_compressed(tmp, labels=result["labels"], predictions=result["predictions"])
+    os.replace(tmp, path)
+
+
+def _train_runs(config, workdir: str, runs: list[tuple[str, object]], dataset, mesh) -> bool:
+    """Train each (name, run_config) without saved predictions; False if a run was preempted."""
+    from jaxlab.train import train_and_evaluate
+
+    todo = [(name, c) for name, c in runs if not os.path.exists(os.path.join(workdir, "predictions", f"{name}.npz"))]
+    if len(todo) < len(runs):
+        print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished (skipped)", flush=True)
+    started = time.perf_counter()
+    for i, (name, run_config) in enumerate(todo):
+        eta = "" if i == 0 else f", ETA {(time.perf_counter() - started) / i * (len(todo) - i) / 60:.1f} min"
+        print(f"== run {i + 1}/{len(todo)}: {name}{eta}", flush=True)
+        run_dir = os.path.join(workdir, "runs", name)
+        result = train_and_evaluate(run_config, run_dir, dataset=dataset, mesh=mesh)
+        if not result.get("finished", False):
+            print(f"run {name} stopped at step {result['step']}; rerun the same command to continue", flush=True)
+            return False
+        if jax.process_index() == 0:
+            _save_predictions(os.path.join(workdir, "predictions", f"{name}.npz"), result)
+            if not config.sweep.keep_run_checkpoints:
+                shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
+    return True
+
+
+def _load_predictions(workdir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    labels, predictions = None, []
+    for name in names:
+        with np.load(os.path.join(workdir, "predictions", f"{name}.npz")) as f:
+            if labels is not None and not np.array_equal(labels, f["labels"]):
+                raise ValueError(f"run {name} was evaluated on different labels than the others; "
+                                 "all runs of a sweep must share the eval split")
+            labels = f["labels"]
+            predictions.append(f["predictions"])
+    return labels, np.stack(predictions)
+
+
+def _eval_label_sets(config, dataset):
+    if config.classwise.real_json:
+        from jaxlab.classwise.real_labels import label_sets_matrix, load_real_json
+        sets = label_sets_matrix(load_real_json(config.classwise.real_json), dataset.num_classes)
+        if len(sets) != len(dataset.test):
+            raise ConfigError("classwise.real_json", f"has {len(sets)} label lists but the eval split has "
+                              f"{len(dataset.test)} examples; both must be the validation set in file order")
+        return sets
+    return dataset.eval_label_sets
+
+
+def write_per_class_csv(path: str, rows: list[dict]) -> None:
+    """per_class.csv: one row per (strength, seed, class); multilabel_accuracy empty without multi-labels."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
+
+
+def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh=None) -> dict:
+    """Train the sweep's runs (this shard's), then, once all exist, analyse, intervene and report."""
+    from jaxlab import parallel
+    from jaxlab.classwise.report import write_report
+
+    check_sweep_config(config)
+    mesh = mesh if mesh is not None else parallel.make_mesh()
+    validate(config, num_devices=mesh.size, process_count=jax.process_count())
+    dataset = dataset if dataset is not None else data.load_dataset(config.data)
+    label_sets = _eval_label_sets(config, dataset)
+    groups = tuple(config.classwise.class_groups) or dataset.class_groups
+    if groups is not None and len(groups) != dataset.num_classes:
+        raise ConfigError("classwise.class_groups", f"has {len(groups)} entries for {dataset.num_classes} classes")
+    os.makedirs(os.path.join(workdir, "predictions"), exist_ok=True)
+    sweep, cw = config.sweep, config.classwise
+    strengths, seeds = [float(s) for s in sweep.strengths], [int(r) for r in sweep.seeds]
+
+    runs = [(run_name(s, r), _run_config(config, seed=r, table={"default": s})) for s in strengths for r in seeds]
+    mine = [run for i, run in enumerate(runs) if i % sweep.num_shards == sweep.shard_index]
+    if not _train_runs(config, workdir, mine, dataset, mesh):
+        return {"finished": False}
+    names = [name for name, _ in runs]
+    missing = [n for n in names if not os.path.exists(os.path.join(workdir, "predictions", f"{n}.npz"))]
+    if missing:
+        print(f"{len(names) - len(missing)} of {len(names)} runs finished; the other shards still have to "
+              f"write {len(missing)} (e.g. {missing[0]}). Rerun with --config.sweep.num_shards=1 when they are "
+              "done: finished runs are skipped and the analysis is written.", flush=True)
+        return {"finished": False, "missing_runs": missing}
+    if jax.process_index() != 0:
+        return {"finished": True}
+
+    labels, predictions = _load_predictions(workdir, names)
+    predictions = predictions.reshape(len(strengths), len(seeds), -1)
+    options = dict(alpha=cw.alpha, min_drop=cw.min_drop, correction=cw.correction,
+                   symmetric_threshold=cw.symmetric_threshold, cooccurrence_threshold=cw.cooccurrence_threshold)
+    analysis = analyze(strengths, labels, predictions, dataset.num_classes, class_names=dataset.class_names,
+                       label_sets=label_sets, groups=groups, **options)
+    write_json(os.path.join(workdir, "analysis.json"), analysis)
+    write_per_class_csv(os.path.join(workdir, "per_class.csv"),
+                        per_class_rows(strengths, seeds, labels, predictions, dataset.num_classes, label_sets))
+
+    comparison = None
+    if cw.intervention:
+        comparison = _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predictions, analysis)
+        if comparison is None:
+            return {"finished": False}
+    report = write_report(workdir, analysis, comparison)
+    print(f"analysis: {os.path.join(workdir, 'analysis.json')}; report: {report}", flush=True)
+    return {"finished": True, "analysis": analysis, "intervention": comparison, "report": report}
+
+
+def _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predictions, analysis):
+    """Retrain every seed with the per-class table; None if a run was interrupted."""
+    cw = config.classwise
+    best = analysis["best_average_index"]
+    pairs = intervention_lib.select_pairs(strengths, labels, predictions, dataset.num_classes, best_index=best,
+                                          selection=cw.intervention_selection, num_pairs=cw.intervention_pairs,
+                                          analysis=analysis)
+    if not pairs:
+        print("intervention: no class to treat (no false-positive growth / no affected class)", flush=True)
+        return {"pairs": [], "treated": []}
+    treated = sorted({k for pair in pairs for k in pair})
+    table = intervention_lib.intervention_table(treated, dataset.num_classes,
+                                                treated_strength=cw.intervention_strength,
+                                                default_strength=strengths[best])
+    write_json(os.path.join(workdir, "intervention_table.json"), table)
+    runs = [(f"intervention_seed={r}", _run_config(config, seed=r, table=table)) for r in seeds]
+    if not _train_runs(config, workdir, runs, dataset, mesh):
+        return None
+    treated_labels, treated_predictions = _load_predictions(workdir, [name for name, _ in runs])
+    if not np.array_equal(treated_labels, labels):
+        raise ValueError("the intervention runs were evaluated on different labels than the sweep")
+    comparison = intervention_lib.compare(labels, predictions[best], treated_predictions, dataset.num_classes,
+                                          treated)
+    comparison.update(pairs=[list(p) for p in pairs], treated=treated, table=table,
+                      baseline_strength=strengths[best], treated_strength=cw.intervention_strength)
+    write_json(os.path.join(workdir, "intervention.json"), comparison)
+    return comparison

@@ -1,0 +1,148 @@
+"""jaxlab.classwise analysis: hand-computed per-class / multi-label metrics, affected classes,
+confusion partners, categories and intervention selection."""
+
+import numpy as np
+import pytest
+
+from jaxlab import classwise as cw
+from jaxlab.classwise import intervention
+
+LABELS = np.array([0, 0, 1, 1, 2])
+PREDS = np.array([[0, 1, 1, 1, 0],
+                  [0, 0, 0, 1, 2]])
+SETS = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 1]], bool)  # example 3: empty set
+
+
+def test_per_class_accuracy_and_false_positives_by_hand():
+    np.testing.assert_allclose(cw.per_class_accuracy(LABELS, PREDS, 3), [[0.5, 1.0, 0.0], [1.0, 0.5, 1.0]])
+    np.testing.assert_array_equal(cw.false_positives(LABELS, PREDS, 3), [[1, 1, 0], [1, 0, 0]])
+    confusion = cw.confusion_matrix(LABELS, PREDS[0], 3)
+    np.testing.assert_array_equal(confusion, [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+    # A class missing from the labels has NaN accuracy, not 0.
+    assert np.isnan(cw.per_class_accuracy(LABELS, PREDS[0], 4)[3])
+
+
+def test_multilabel_accuracy_skips_empty_sets():
+    # Run 0: ex0 pred 0 in {0,1} yes; ex1 pred 1 in {0} no; ex2 pred 1 in {1} yes; ex3 empty (skipped); ex4 pred 0 no.
+    np.testing.assert_allclose(cw.multilabel_accuracy(PREDS, SETS), [0.5, 0.75])
+    np.testing.assert_allclose(cw.per_class_multilabel_accuracy(LABELS, PREDS, SETS, 3),
+                               [[0.5, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(cw.usable_multilabel(SETS), [True, True, True, False, True])
+
+
+def test_mean_and_ci_is_student_t():
+    values = np.array([[0.5, 0.6], [0.7, 0.6]])  # seeds on axis 0
+    mean, half = cw.mean_and_ci(values)
+    np.testing.assert_allclose(mean, [0.6, 0.6])
+    # t_{0.975, 1} = 12.706; sd of (0.5, 0.7) = 0.1414; half = 12.706 * 0.1414 / sqrt(2) = 1.2706
+    np.testing.assert_allclose(half, [1.27062, 0.0], atol=1e-4)
+    assert np.isnan(cw.mean_and_ci(np.array([[0.5]]))[1]).all()
+
+
+def _planted_sweep(seed=0, seeds=4, n_per_class=200):
+    """Class 0 loses 30% of its examples to class 1 at strong augmentation (s = 0.08), which is nonetheless
+    best on average because every other class gains; class 3 is unaffected."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(4), n_per_class)
+    strengths = [0.08, 1.0]
+    predictions = np.empty((2, seeds, len(labels)), int)
+    for r in range(seeds):
+        for i, error_rate in enumerate([0.02, 0.15]):
+            p = labels.copy()
+            wrong = rng.random(len(labels)) < error_rate
+            p[wrong & (labels != 3)] = (labels[wrong & (labels != 3)] + 2) % 3
+            if i == 0:
+                moved = (labels == 0) & (rng.random(len(labels)) < 0.3)
+                p[moved] = 1
+            else:
+                p[(labels == 0) & wrong] = 2
+            predictions[i, r] = p
+    return strengths, labels, predictions
+
+
+def test_affected_class_and_partner_are_found():
+    strengths, labels, predictions = _planted_sweep()
+    analysis = cw.analyze(strengths, labels, predictions, 4)
+    assert analysis["best_average_strength"] == 0.08
+    assert analysis["affected"] == [0]
+    record = next(r for r in analysis["classes"] if r["class"] == 0)
+    assert record["best_strength"] == 1.0 and record["drop"] == pytest.approx(0.3 - 0.13 + 0.0, abs=0.06)
+    assert record["partner"] == 1 and record["p_value"] < 1e-6
+    # Class 0's confusion with class 1 rises with strong crops, and so do class 1's false positives.
+    assert record["curves"]["confusion_rate"][0] > 0.25 > record["curves"]["confusion_rate"][1]
+    assert record["curves"]["partner_false_positives"][0] > record["curves"]["partner_false_positives"][1]
+    unaffected = next(r for r in analysis["classes"] if r["class"] == 3)
+    assert not unaffected["affected"]
+
+
+def test_affected_needs_more_than_seed_noise():
+    """A drop of one example out of 10 with two seeds is not significant (binomial floor); of 1,000 out of 10,000 is."""
+    # (S=2, R=2, K=2), no seed variance at all; class 1 makes strength 0 the best on average.
+    accuracy = np.array([[[0.9, 1.0], [0.9, 1.0]], [[1.0, 0.5], [1.0, 0.5]]])
+    average = accuracy.mean(axis=-1)
+    result = cw.affected_classes(accuracy, average, n=np.array([10, 10]))
+    assert result["best_average_index"] == 0
+    assert result["classes"][0]["drop"] == pytest.approx(0.1) and not result["classes"][0]["affected"]
+    assert result["classes"][1]["drop"] == 0 and not result["classes"][1]["affected"]
+    big = cw.affected_classes(accuracy, average, n=np.array([10_000, 10_000]))
+    assert big["classes"][0]["affected"]
+    bonferroni = cw.affected_classes(accuracy, average, n=np.array([10_000, 10_000]), correction="bonferroni")
+    assert bonferroni["classes"][0]["p_value"] >= big["classes"][0]["p_value"]
+    with pytest.raises(ValueError, match="correction"):
+        cw.affected_classes(accuracy, average, n=np.array([10]), correction="holm")
+
+
+def test_multilabel_explains_an_ambiguous_drop():
+    """Class 0's lost examples go to class 1, which is also in their label sets: multi-label accuracy stays flat."""
+    strengths, labels, predictions = _planted_sweep()
+    sets = np.zeros((len(labels), 4), bool)
+    sets[np.arange(len(labels)), labels] = True
+    sets[labels == 0, 1] = True  # class 0 images are also class 1
+    sets[labels == 1, 0] = True
+    analysis = cw.analyze(strengths, labels, predictions, 4, label_sets=sets)
+    record = next(r for r in analysis["classes"] if r["class"] == 0)
+    assert record["explained_by_multilabel"] > 0.9
+    assert record["category"] == "ambiguous"
+
+
+def test_categories_on_a_fixture():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    sets = np.array([[1, 1, 0, 0], [1, 1, 0, 0],   # class 0 images are also labelled 1 ...
+                     [1, 1, 0, 0], [0, 1, 0, 0],   # ... and class 1 images half the time 0: symmetric
+                     [0, 0, 1, 1], [0, 0, 1, 1],   # class 2 images always show a 3 ...
+                     [0, 0, 0, 1], [0, 0, 0, 1]],  # ... but never the reverse: co-occurring
+                    bool)
+    colabel = cw.colabel_matrix(labels, sets, 4)
+    np.testing.assert_allclose(colabel[0], [1, 1, 0, 0])
+    np.testing.assert_allclose(colabel[1], [0.5, 1, 0, 0])
+    np.testing.assert_allclose(colabel[3], [0, 0, 0, 1])
+    assert cw.pair_category(0, 1, colabel=colabel) == "ambiguous"
+    assert cw.pair_category(2, 3, colabel=colabel) == "co-occurring"
+    assert cw.pair_category(3, 2, colabel=colabel) == "co-occurring"
+    assert cw.pair_category(0, 3, colabel=colabel, groups=[0, 1, 1, 0]) == "fine-grained"
+    assert cw.pair_category(0, 2, colabel=colabel, groups=[0, 1, 1, 0]) == "other"
+    assert cw.pair_category(0, 1, groups=[0, 0, 1, 1]) == "fine-grained"  # no multi-labels: hierarchy only
+    assert cw.top_pairs(colabel, count=3) == [(0, 1, 1.0), (2, 3, 1.0), (1, 0, 0.5)]
+
+
+def test_intervention_selects_both_classes_of_the_pair_by_false_positive_growth():
+    strengths, labels, predictions = _planted_sweep()
+    pairs = intervention.select_pairs(strengths, labels, predictions, 4, best_index=0, num_pairs=2)
+    assert pairs[0] == (0, 1)  # class 1 absorbs class 0's errors under strong crops
+    assert all(len(set(p)) == 2 for p in pairs) and len({k for p in pairs for k in p}) == 2 * len(pairs)
+    table = intervention.intervention_table([0, 1], 4, treated_strength=1.0, default_strength=0.08)
+    assert table == [1.0, 1.0, 0.08, 0.08]
+    analysis = cw.analyze(strengths, labels, predictions, 4)
+    assert intervention.select_pairs(strengths, labels, predictions, 4, best_index=0, selection="affected",
+                                     analysis=analysis) == [(0, 1)]
+
+
+def test_intervention_compare_pairs_seeds():
+    labels = np.array([0, 0, 1, 1])
+    baseline = np.array([[1, 0, 1, 1], [1, 1, 1, 1]])  # class 0 accuracy 0.5, 0.0
+    treated = np.array([[0, 0, 1, 1], [0, 1, 1, 1]])   # class 0 accuracy 1.0, 0.5
+    result = intervention.compare(labels, baseline, treated, 2, [0, 1])
+    assert result["per_class"][0]["change"] == pytest.approx(0.5) and result["per_class"][0]["change_ci"] == 0
+    assert result["per_class"][1]["change"] == 0
+    assert result["average"]["change"] == pytest.approx(0.25)
+    assert result["per_class"][1]["false_positives_baseline"] == 1.5
