@@ -20,11 +20,22 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", default=DEFAULT_CONFIG, help_string="Path to a config file (get_config()).", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, metrics and results (default: workdirs/<config name>).")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", os.path.join(os.environ.get("JAXLAB_CACHE_DIR", os.path.expanduser("~/.cache/jaxlab")), "xla"),
+    "Persistent XLA compilation cache ('' disables): sweeps and reruns reuse compiled steps.")
 
 
 def default_workdir(config_path: str) -> str:
     name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
     return os.path.join("workdirs", name)
+
+
+def enable_compilation_cache(directory: str) -> None:
+    """Cache every compiled program on disk (keyed by its HLO and the JAX version), however fast it compiled."""
+    import jax
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
 def main(argv: list[str]) -> None:
@@ -36,6 +47,8 @@ def main(argv: list[str]) -> None:
 
     if not flags.FLAGS["verbosity"].present:  # keep orbax's INFO chatter out of the progress output
         logging.set_verbosity(logging.WARNING)
+    if _COMPILATION_CACHE.value:
+        enable_compilation_cache(_COMPILATION_CACHE.value)
     parallel.initialize_distributed()
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     try:

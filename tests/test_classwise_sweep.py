@@ -1,0 +1,118 @@
+"""The augmentation_sweep experiment: outputs, resume after interruption, shards, intervention, report."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import jaxlab.train
+from jaxlab.classwise import sweep
+from jaxlab.config import ConfigError
+from tests.helpers import blobs_dataset, tiny_config
+
+
+def _sweep_config(**overrides):
+    config = tiny_config(**{"experiment": "augmentation_sweep", "training.num_train_steps": 4,
+                            "training.batch_size": 32, "eval_batch_size": 40, **overrides})
+    config.augment.pipeline = "rrc(size=4, scale=(crop_scale, 1.0))"
+    config.sweep.strengths = (0.3, 1.0)
+    config.sweep.seeds = (0, 1)
+    return config
+
+
+def _dataset():
+    return blobs_dataset(num_train=96, num_test=40, num_classes=3, shape=(4, 4, 1))
+
+
+def _read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_resumes_without_retraining_and_gives_identical_outputs(tmp_path, monkeypatch):
+    config = _sweep_config(**{"classwise.intervention": False})
+    full = sweep.run_sweep(config, str(tmp_path / "full"), dataset=_dataset())
+    assert full["finished"]
+
+    original = jaxlab.train.train_and_evaluate
+    calls = []
+
+    def preempt_second_run(run_config, workdir, **kwargs):
+        calls.append(os.path.basename(workdir))
+        if len(calls) == 2:  # the second run stops half-way, like a preempted job
+            return original(run_config, workdir, max_steps=2, **kwargs)
+        return original(run_config, workdir, **kwargs)
+
+    monkeypatch.setattr(jaxlab.train, "train_and_evaluate", preempt_second_run)
+    part = str(tmp_path / "part")
+    assert sweep.run_sweep(config, part, dataset=_dataset()) == {"finished": False}
+    assert sorted(os.listdir(os.path.join(part, "predictions"))) == ["strength=0.3_seed=0.npz"]
+    assert not os.path.exists(os.path.join(part, "analysis.json"))
+
+    calls.clear()
+    monkeypatch.setattr(jaxlab.train, "train_and_evaluate",
+                        lambda c, w, **kw: calls.append(os.path.basename(w)) or original(c, w, **kw))
+    resumed = sweep.run_sweep(config, part, dataset=_dataset())
+    assert resumed["finished"]
+    assert calls == ["strength=0.3_seed=1", "strength=1_seed=0", "strength=1_seed=1"]  # the finished run is skipped
+    assert _read_csv(os.path.join(part, "per_class.csv")) == _read_csv(str(tmp_path / "full" / "per_class.csv"))
+    for name in os.listdir(tmp_path / "full" / "predictions"):
+        with np.load(tmp_path / "full" / "predictions" / name) as a, np.load(os.path.join(part, "predictions", name)) as b:
+            np.testing.assert_array_equal(a["predictions"], b["predictions"])
+
+    calls.clear()
+    assert sweep.run_sweep(config, part, dataset=_dataset())["finished"] and calls == []  # nothing left to train
+
+
+def test_sweep_outputs_intervention_and_report(tmp_path):
+    config = _sweep_config()
+    config.classwise.intervention_pairs = 1
+    workdir = tmp_path / "sweep"
+    result = sweep.run_sweep(config, str(workdir), dataset=_dataset())
+    assert result["finished"]
+    rows = _read_csv(workdir / "per_class.csv")
+    assert list(rows[0]) == list(sweep.CSV_COLUMNS)
+    assert len(rows) == 2 * 2 * 3 and {r["multilabel_accuracy"] for r in rows} == {""}
+    assert {(r["strength"], r["seed"]) for r in rows} == {("0.3", "0"), ("0.3", "1"), ("1.0", "0"), ("1.0", "1")}
+    analysis = result["analysis"]
+    assert analysis["strengths"] == [0.3, 1.0] and len(analysis["classes"]) == 3
+    report = (workdir / "report.md").read_text()
+    assert "Average accuracy" in report and "Affected classes" in report and "intervention" in report
+    for plot in ("average_accuracy.png", "class_accuracy.png", "confusions.png"):
+        assert (workdir / plot).stat().st_size > 1000
+    if result["intervention"]["treated"]:  # a pair whose false positives grew was treated and retrained
+        assert len(result["intervention"]["treated"]) == 2 and (workdir / "intervention.png").exists()
+        assert sorted(p for p in os.listdir(workdir / "predictions") if p.startswith("intervention")) == [
+            "intervention_seed=0.npz", "intervention_seed=1.npz"]
+        assert "class-conditional" in report
+    assert not os.path.exists(workdir / "runs" / "strength=1_seed=0" / "checkpoints")  # cleaned after the run
+
+
+def test_sweep_shards_merge(tmp_path):
+    config = _sweep_config(**{"classwise.intervention": False})
+    workdir = str(tmp_path / "shared")
+    config.sweep.num_shards = 2
+    config.sweep.shard_index = 1
+    result = sweep.run_sweep(config, workdir, dataset=_dataset())
+    assert not result["finished"] and len(result["missing_runs"]) == 2
+    assert sorted(os.listdir(os.path.join(workdir, "predictions"))) == ["strength=0.3_seed=1.npz", "strength=1_seed=1.npz"]
+    config.sweep.shard_index = 0
+    assert sweep.run_sweep(config, workdir, dataset=_dataset())["finished"]
+    assert os.path.exists(os.path.join(workdir, "analysis.json"))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("sweep.strengths", (0.0, 1.0), "distinct values in \\(0, 1\\]"),
+    ("sweep.seeds", (1, 1), "distinct seeds"),
+    ("sweep.parameter", "crop_size", "does not appear in config.augment.pipeline"),
+    ("classwise.correction", "holm", "none or bonferroni"),
+    ("classwise.real_json", "/nonexistent/real.json", "not a file"),
+])
+def test_bad_sweep_configs_fail_before_training(tmp_path, field, value, message):
+    config = _sweep_config()
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(ConfigError, match=message):
+        sweep.run_sweep(config, str(tmp_path / "bad"), dataset=_dataset())
+    assert not os.path.exists(tmp_path / "bad")
