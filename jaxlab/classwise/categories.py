@@ -24,15 +24,18 @@ CATEGORIES = (AMBIGUOUS, COOCCURRING, FINE_GRAINED, OTHER)
 
 
 def colabel_matrix(labels, label_sets, num_classes: int) -> np.ndarray:
-    """P[k, l] as above (K, K); rows of classes without usable examples are NaN."""
+    """P[k, l] as above (K, K); rows of classes without usable examples are NaN.
+
+    Counts only the set members (bincount over the (example, label) pairs): seconds for ImageNet's
+    50,000 x 1,000 sets, where a dense integer (K, N) @ (N, K) product takes minutes.
+    """
     labels = np.asarray(labels)
     label_sets = np.asarray(label_sets, bool)
-    usable = usable_multilabel(label_sets)
-    one_hot = (labels[:, None] == np.arange(num_classes)) & usable[:, None]  # (N, K)
-    counts = one_hot.T.astype(np.int64) @ label_sets.astype(np.int64)  # (K, K)
-    n = one_hot.sum(axis=0)
+    rows, cols = np.nonzero(label_sets)  # empty sets contribute nothing: the empty-set rule
+    counts = np.bincount(labels[rows] * num_classes + cols, minlength=num_classes * num_classes)
+    n = np.bincount(labels[usable_multilabel(label_sets)], minlength=num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n[:, None] > 0, counts / n[:, None], np.nan)
+        return np.where(n[:, None] > 0, counts.reshape(num_classes, num_classes) / n[:, None], np.nan)
 
 
 def pair_category(k: int, l: int, *, colabel: np.ndarray | None = None, groups: Sequence[int] | None = None,
@@ -49,10 +52,13 @@ def pair_category(k: int, l: int, *, colabel: np.ndarray | None = None, groups: 
     return OTHER
 
 
-def top_pairs(colabel: np.ndarray, *, count: int = 20, min_value: float = 0.0) -> list[tuple[int, int, float]]:
-    """The `count` largest off-diagonal co-labellings (k, l, P[k, l]), largest first."""
+def top_pairs(colabel: np.ndarray, *, count: int | None = 20, min_value: float = 0.0) -> list[tuple[int, int, float]]:
+    """Off-diagonal pairs (k, l, P[k, l]) with P > 0 and P >= min_value, largest first (ties in (k, l)
+    order); the first `count` (None: all)."""
     values = np.nan_to_num(np.asarray(colabel, np.float64), nan=-1.0).copy()
     np.fill_diagonal(values, -1.0)
-    order = np.argsort(-values, axis=None, kind="stable")[:count]
-    pairs = [(int(i // values.shape[1]), int(i % values.shape[1])) for i in order]
-    return [(k, l, float(values[k, l])) for k, l in pairs if values[k, l] > min_value]
+    flat = values.ravel()
+    keep = np.flatnonzero((flat > 0) & (flat >= min_value))
+    order = keep[np.argsort(-flat[keep], kind="stable")][:count]
+    width = values.shape[1]
+    return [(int(i // width), int(i % width), float(flat[i])) for i in order]

@@ -174,36 +174,6 @@ def real_statistics(labels, label_sets) -> dict:
     }
 
 
-def colabel_counts(labels, label_sets, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(P, n): the co-labelling P[k, l] of categories.colabel_matrix and the usable counts n_k.
-
-    Equal to categories.colabel_matrix but computed from the set members only (O(N K) memory, seconds for
-    ImageNet, where the dense integer (K, N) @ (N, K) product takes minutes)."""
-    labels = np.asarray(labels)
-    label_sets = np.asarray(label_sets, bool)
-    usable = usable_multilabel(label_sets)
-    rows, cols = np.nonzero(label_sets)  # empty rows contribute nothing: the empty-set rule
-    counts = np.bincount(labels[rows] * num_classes + cols, minlength=num_classes * num_classes)
-    counts = counts.reshape(num_classes, num_classes)
-    n = np.bincount(labels[usable], minlength=num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        colabel = np.where(n[:, None] > 0, counts / n[:, None], np.nan)
-    return colabel, n
-
-
-def _ranked_pairs(colabel: np.ndarray, count: int | None, min_value: float) -> list[tuple[int, int]]:
-    """Off-diagonal (k, l) with P > 0 and P >= min_value, largest first (ties in (k, l) order, as top_pairs)."""
-    values = np.nan_to_num(np.asarray(colabel, np.float64), nan=-1.0).copy()
-    np.fill_diagonal(values, -1.0)
-    flat = values.ravel()
-    keep = np.flatnonzero((flat > 0) & (flat >= min_value))
-    order = keep[np.argsort(-flat[keep], kind="stable")]
-    if count is not None:
-        order = order[:count]
-    width = values.shape[1]
-    return [(int(i // width), int(i % width)) for i in order]
-
-
 def cooccurrence_report(labels, label_sets, class_names: Sequence[str], *, count: int | None = 50,
                         symmetric_threshold: float = 0.2, cooccurrence_threshold: float = 0.2,
                         groups: Sequence[int] | None = None, min_value: float = 0.0) -> list[dict]:
@@ -211,9 +181,10 @@ def cooccurrence_report(labels, label_sets, class_names: Sequence[str], *, count
     >= min_value, largest P[k, l] first: k, l, name_k, name_l, p_l_given_k = P[k, l], p_k_given_l = P[l, k],
     n_k (usable images of k) and category (categories.pair_category with the given thresholds and groups)."""
     num_classes = len(class_names)
-    colabel, n = colabel_counts(labels, label_sets, num_classes)
+    colabel = categories.colabel_matrix(labels, label_sets, num_classes)
+    n = np.bincount(np.asarray(labels)[usable_multilabel(label_sets)], minlength=num_classes)
     rows = []
-    for k, l in _ranked_pairs(colabel, count, min_value):
+    for k, l, _ in categories.top_pairs(colabel, count=count, min_value=min_value):
         rows.append({
             "k": k, "l": l, "name_k": class_names[k], "name_l": class_names[l],
             "p_l_given_k": float(colabel[k, l]), "p_k_given_l": float(np.nan_to_num(colabel[l, k])),
