@@ -190,3 +190,12 @@ def test_real_file_facts():
                         ("projectile", "missile"): 0.83, ("tub", "bathtub"): 0.79,
                         ("sports car", "car wheel"): 0.71, ("academic gown", "mortarboard"): 0.58}.items():
         assert found[pair] == pytest.approx(value, abs=0.005), pair
+
+
+def test_label_sets_follow_the_eval_file_order():
+    real = [[0], [1, 2], [], [2]]
+    names = [b"ILSVRC2012_val_00000004.JPEG", "val/ILSVRC2012_val_00000002.JPEG", "ILSVRC2012_val_00000001.JPEG"]
+    sets = real_labels.label_sets_for_file_names(real, names, 3)
+    np.testing.assert_array_equal(sets, [[0, 0, 1], [0, 1, 1], [1, 0, 0]])
+    with pytest.raises(ValueError, match="not an ImageNet validation file name"):
+        real_labels.validation_index("n01440764_1.JPEG")

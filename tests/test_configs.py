@@ -24,3 +24,18 @@ def test_config_is_valid(path):
     if config.augment.pipeline:
         build_pipeline(config.augment.pipeline, 10, tables=config.augment.tables.to_dict())
     build_eval_transform(config.augment.eval_pipeline, 10)
+    if config.experiment == "augmentation_sweep":
+        from jaxlab.classwise.sweep import check_sweep_config
+        config.classwise.real_json = ""  # a path on the user's machine
+        check_sweep_config(config)
+
+
+def test_cifar100_superclasses_have_five_classes_each():
+    path = next(p for p in CONFIGS if p.stem == "cifar100")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    groups = module.CIFAR100_SUPERCLASS
+    assert len(groups) == 100 and sorted(groups) == sorted(list(range(20)) * 5)
+    # apple -> fruit and vegetables (4), maple / oak / palm / pine / willow -> trees (17)
+    assert groups[0] == 4 and {groups[k] for k in (47, 52, 56, 59, 96)} == {17}

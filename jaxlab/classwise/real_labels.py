@@ -38,6 +38,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -94,6 +95,21 @@ def label_sets_matrix(real: Sequence[Sequence[int]], num_classes: int = NUM_CLAS
     sets = np.zeros((len(real), num_classes), bool)
     sets[rows, cols] = True
     return sets
+
+
+def validation_index(file_name) -> int:
+    """ILSVRC2012_val_00000001.JPEG (any folder prefix, bytes or str) -> 0, its position in real.json."""
+    name = os.path.basename(file_name.decode() if isinstance(file_name, bytes) else str(file_name))
+    match = re.fullmatch(r"ILSVRC2012_val_(\d{8})\.JPEG", name)
+    if match is None:
+        raise ValueError(f"{file_name!r} is not an ImageNet validation file name (ILSVRC2012_val_NNNNNNNN.JPEG)")
+    return int(match.group(1)) - 1
+
+
+def label_sets_for_file_names(real: Sequence[Sequence[int]], file_names: Sequence, num_classes: int = NUM_CLASSES):
+    """The ReaL sets of the given validation files, in their order (an eval split in any order)."""
+    sets = label_sets_matrix(real, num_classes)
+    return sets[[validation_index(f) for f in file_names]]
 
 
 def _tfds_imagenet_file(name: str) -> str:

@@ -16,6 +16,7 @@ pairs with weaker crops (jaxlab.classwise.intervention) and report.md summarises
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -116,15 +117,35 @@ def _load_predictions(workdir: str, names: list[str]) -> tuple[np.ndarray, np.nd
     return labels, np.stack(predictions)
 
 
-def _eval_label_sets(config, dataset):
-    if config.classwise.real_json:
-        from jaxlab.classwise.real_labels import label_sets_matrix, load_real_json
-        sets = label_sets_matrix(load_real_json(config.classwise.real_json), dataset.num_classes)
-        if len(sets) != len(dataset.test):
-            raise ConfigError("classwise.real_json", f"has {len(sets)} label lists but the eval split has "
-                              f"{len(dataset.test)} examples; both must be the validation set in file order")
-        return sets
-    return dataset.eval_label_sets
+def _eval_file_names(source, workdir: str) -> list[str]:
+    """The eval split's `file_name` feature in its order (read once, cached in the workdir)."""
+    path = os.path.join(workdir, "eval_file_names.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    print(f"reading the file names of the {len(source)} eval examples (once) to match ReaL labels", flush=True)
+    names = []
+    for i in range(len(source)):
+        name = source.data_source[i]["file_name"]
+        names.append(name.decode() if isinstance(name, bytes) else str(name))
+    write_json(path, names)
+    return names
+
+
+def _eval_label_sets(config, dataset, workdir: str):
+    """Multi-labels of the eval split: from config.classwise.real_json (ImageNet ReaL) or the dataset."""
+    if not config.classwise.real_json:
+        return dataset.eval_label_sets
+    from jaxlab.classwise import real_labels
+    real = real_labels.load_real_json(config.classwise.real_json)
+    if isinstance(dataset.test, data.TfdsSource):  # tfds imagenet2012: match by file name, any order
+        return real_labels.label_sets_for_file_names(real, _eval_file_names(dataset.test, workdir),
+                                                     dataset.num_classes)
+    if len(real) != len(dataset.test):
+        raise ConfigError("classwise.real_json", f"has {len(real)} label lists but the eval split has "
+                          f"{len(dataset.test)} examples; an in-memory eval split must be the validation set "
+                          "in file order")
+    return real_labels.label_sets_matrix(real, dataset.num_classes)
 
 
 def write_per_class_csv(path: str, rows: list[dict]) -> None:
@@ -145,11 +166,11 @@ def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh
     mesh = mesh if mesh is not None else parallel.make_mesh()
     validate(config, num_devices=mesh.size, process_count=jax.process_count())
     dataset = dataset if dataset is not None else data.load_dataset(config.data)
-    label_sets = _eval_label_sets(config, dataset)
+    os.makedirs(os.path.join(workdir, "predictions"), exist_ok=True)
+    label_sets = _eval_label_sets(config, dataset, workdir)
     groups = tuple(config.classwise.class_groups) or dataset.class_groups
     if groups is not None and len(groups) != dataset.num_classes:
         raise ConfigError("classwise.class_groups", f"has {len(groups)} entries for {dataset.num_classes} classes")
-    os.makedirs(os.path.join(workdir, "predictions"), exist_ok=True)
     sweep, cw = config.sweep, config.classwise
     strengths, seeds = [float(s) for s in sweep.strengths], [int(r) for r in sweep.seeds]
 
