@@ -35,6 +35,13 @@ What is planted (class ids are the module constants below), and the effect each 
 shares a group, all others have their own. Images are rendered at 2x and averaged down (soft
 edges), then stored as uint8 (H, W, 3). Any image_size >= 16 works (16 and 32 are the tested ones);
 geometry scales with the size. The same seed gives the same dataset, bit for bit.
+
+Measured (one seed, 16 px, 300 train / 100 test per class, cnn width 16, 14 epochs, rrc scale (s, 1);
+s = 1.0 / 0.3 / 0.08): top-1 0.855 / 0.55 / 0.389 (short training: strong crops never catch up here);
+class 4 accuracy 1.0 / 0.44 / 0.29 with 4->5 errors 0 / 49 / 41 and class 5 false positives 0 / 63 / 68
+(the planted fine-grained shift); textures 8, 9 at 1.0 throughout; shapes 6, 7 0.99, 0.90 / 0.34, 0.40 /
+0.04, 0.13; ambiguous 0, 1 per-class 0.48, 0.41 / 0.31, 0.57 / 0.32, 0.61 vs multi-label 0.98 / 0.94 /
+0.95. The co-occurrence shift (3 -> 2 errors) did NOT show: 13 / 12 / 9.
 """
 
 from __future__ import annotations
