@@ -97,6 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
     ))
 
     config.classwise = ml_collections.ConfigDict(dict(  # the analysis (jaxlab.classwise)
+        reference_strength=0.0,   # s* classes are scored at; 0 = the strength with the best average accuracy
         alpha=0.05,               # affected: one-sided p-value of the drop <= alpha ...
         min_drop=0.0,             # ... and a drop of at least this much accuracy
         correction="none",        # none | bonferroni (over classes)

@@ -63,7 +63,7 @@ def _planted_sweep(seed=0, seeds=4, n_per_class=200):
 def test_affected_class_and_partner_are_found():
     strengths, labels, predictions = _planted_sweep()
     analysis = cw.analyze(strengths, labels, predictions, 4)
-    assert analysis["best_average_strength"] == 0.08
+    assert analysis["best_average_strength"] == analysis["reference_strength"] == 0.08
     assert analysis["affected"] == [0]
     record = next(r for r in analysis["classes"] if r["class"] == 0)
     assert record["best_strength"] == 1.0 and record["drop"] == pytest.approx(0.3 - 0.13 + 0.0, abs=0.06)
@@ -146,3 +146,23 @@ def test_intervention_compare_pairs_seeds():
     assert result["per_class"][1]["change"] == 0
     assert result["average"]["change"] == pytest.approx(0.25)
     assert result["per_class"][1]["false_positives_baseline"] == 1.5
+
+
+def test_tradeoff_curve():
+    strengths, labels, predictions = _planted_sweep()
+    analysis = cw.analyze(strengths, labels, predictions, 4)
+    trade = analysis["tradeoff"]
+    assert trade["average"] == pytest.approx(analysis["average_accuracy"]["mean"])
+    # strong crops: best average, but the affected class 0 is worse than without them
+    assert trade["average"][0] > trade["average"][1] and trade["selected_classes"][0] < trade["selected_classes"][1]
+    assert trade["worst_class"][0] == pytest.approx(np.mean(cw.per_class_accuracy(labels, predictions[0], 4)[:, 0]))
+    assert cw.tradeoff(np.ones((2, 1, 3)), np.ones((2, 1)), [])["selected_classes"] is None
+
+
+def test_reference_strength_overrides_the_best_average():
+    strengths, labels, predictions = _planted_sweep()
+    analysis = cw.analyze(strengths, labels, predictions, 4, reference_strength=1.0)
+    assert analysis["reference_strength"] == 1.0 and analysis["best_average_strength"] == 0.08
+    assert 0 not in analysis["affected"] and 1 in analysis["affected"]  # scored against s = 1.0 now
+    with pytest.raises(ValueError, match="not one of the strengths"):
+        cw.analyze(strengths, labels, predictions, 4, reference_strength=0.5)

@@ -116,3 +116,33 @@ def test_bad_sweep_configs_fail_before_training(tmp_path, field, value, message)
     with pytest.raises(ConfigError, match=message):
         sweep.run_sweep(config, str(tmp_path / "bad"), dataset=_dataset())
     assert not os.path.exists(tmp_path / "bad")
+
+
+def test_sweep_on_the_planted_dataset_recovers_the_planted_structure(tmp_path):
+    """Train a 2-strength sweep on jaxlab.classwise.synthetic and check the analysis finds what was planted."""
+    from jaxlab.classwise import synthetic
+
+    dataset = synthetic.make_planted_dataset(num_train_per_class=300, num_test_per_class=100, image_size=16)
+    config = tiny_config(**{"experiment": "augmentation_sweep", "model.name": "cnn", "model.width": 16,
+                            "training.batch_size": 128, "training.num_train_steps": 240, "eval_batch_size": 200,
+                            "optimizer.learning_rate": 0.1, "log_every_steps": 40, "eval_every_steps": 10**6})
+    config.augment.pipeline = "rrc(size=16, scale=(crop_scale, 1.0))"
+    config.sweep.strengths = (0.5, 1.0)
+    config.sweep.seeds = (0,)
+    config.classwise.reference_strength = 0.5  # score classes against the strong-crop model
+    config.classwise.intervention = False
+    analysis = sweep.run_sweep(config, str(tmp_path / "planted"), dataset=dataset)["analysis"]
+    by_class = {r["class"]: r for r in analysis["classes"]}
+
+    small, tagged = synthetic.FINE_GRAINED_PAIR
+    fine = by_class[small]
+    assert fine["affected"] and fine["partner"] == tagged and fine["category"] == "fine-grained"
+    assert fine["curves"]["confusion_rate"][0] > fine["curves"]["confusion_rate"][1] + 0.2  # errors move into 5
+    assert fine["curves"]["partner_false_positives"][0] > fine["curves"]["partner_false_positives"][1] + 10
+    for k in synthetic.TEXTURE_CLASSES:
+        assert not by_class[k]["affected"]
+    a, b = synthetic.AMBIGUOUS_PAIR
+    assert by_class[a]["category"] == "ambiguous" or by_class[a]["partner"] != b
+    multilabel = np.asarray(analysis["per_class_multilabel_accuracy"]["mean"])
+    accuracy = np.asarray(analysis["per_class_accuracy"]["mean"])
+    assert (multilabel[:, [a, b]] > 0.8).all() and (multilabel[:, [a, b]] > accuracy[:, [a, b]] + 0.2).all()

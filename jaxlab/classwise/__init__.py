@@ -6,7 +6,7 @@ are the runner around them.
 """
 
 from jaxlab.classwise.affected import affected_classes
-from jaxlab.classwise.analysis import analyze, per_class_rows
+from jaxlab.classwise.analysis import analyze, per_class_rows, tradeoff
 from jaxlab.classwise.categories import CATEGORIES, colabel_matrix, pair_category, top_pairs
 from jaxlab.classwise.confusion import confusion_partner, confusion_rates, partner_curves
 from jaxlab.classwise.metrics import (class_counts, confusion_matrix, false_positives, mean_and_ci,
@@ -17,5 +17,5 @@ __all__ = [
     "CATEGORIES", "affected_classes", "analyze", "class_counts", "colabel_matrix", "confusion_matrix",
     "confusion_partner", "confusion_rates", "false_positives", "mean_and_ci", "multilabel_accuracy",
     "multilabel_correct", "pair_category", "partner_curves", "per_class_accuracy",
-    "per_class_multilabel_accuracy", "per_class_rows", "top_pairs", "usable_multilabel",
+    "per_class_multilabel_accuracy", "per_class_rows", "top_pairs", "tradeoff", "usable_multilabel",
 ]

@@ -1,7 +1,8 @@
 """Negatively affected classes: worse at the augmentation strength that is best on average.
 
 With per-class accuracy acc[s, r, k] (strength s, seed r, class k) and m[s, k] its seed mean:
-    s* = argmax_s mean_r avg_acc[s, r]          (the strength one would pick for average accuracy)
+    s* = argmax_s mean_r avg_acc[s, r]          (the strength one would pick for average accuracy;
+                                                 or a given reference, e.g. the standard s = 0.08)
     b_k = argmax_s m[s, k]                       (the class's own best strength)
     drop_k = m[b_k, k] - m[s*, k].
 Noise: each seed mean has variance v[s, k] / R with v the between-seed variance, floored by the
@@ -35,11 +36,12 @@ def seed_mean_variance(accuracy: np.ndarray, n: np.ndarray) -> tuple[np.ndarray,
 
 
 def affected_classes(per_class_accuracy, average_accuracy, n, *, alpha: float = 0.05, min_drop: float = 0.0,
-                     correction: str = "none", multilabel_accuracy=None) -> dict:
+                     correction: str = "none", multilabel_accuracy=None, reference_index: int | None = None) -> dict:
     """Score every class as in the module docstring.
 
     per_class_accuracy: (S, R, K); average_accuracy: (S, R); n: (K,) eval examples per class;
-    multilabel_accuracy: optional (S, R, K). Returns {"best_average_index": s*, "classes": [one dict
+    multilabel_accuracy: optional (S, R, K); reference_index: s* (default: the best average strength).
+    Returns {"reference_index": s*, "best_average_index", "classes": [one dict
     per class: class, best_index, drop, z, p_value, affected, and multilabel_drop / explained]}.
     """
     if correction not in CORRECTIONS:
@@ -47,6 +49,7 @@ def affected_classes(per_class_accuracy, average_accuracy, n, *, alpha: float = 
     acc = np.asarray(per_class_accuracy, np.float64)
     strengths, seeds, num_classes = acc.shape
     best_average = int(np.argmax(np.nanmean(np.asarray(average_accuracy, np.float64), axis=1)))
+    reference = best_average if reference_index is None else int(reference_index)
     mean, var = seed_mean_variance(acc, n)
     ml_mean = None if multilabel_accuracy is None else np.nanmean(np.asarray(multilabel_accuracy, np.float64), axis=1)
     factor = num_classes if correction == "bonferroni" else 1
@@ -55,15 +58,15 @@ def affected_classes(per_class_accuracy, average_accuracy, n, *, alpha: float = 
         if np.all(np.isnan(mean[:, k])):
             continue
         best = int(np.nanargmax(mean[:, k]))
-        drop = float(mean[best, k] - mean[best_average, k])
-        se = float(np.sqrt((var[best, k] + var[best_average, k]) / seeds))
+        drop = float(mean[best, k] - mean[reference, k])
+        se = float(np.sqrt((var[best, k] + var[reference, k]) / seeds))
         z = drop / se if se > 0 else (np.inf if drop > 0 else 0.0)
         p_value = float(min(1.0, factor * stats.norm.sf(z))) if drop > 0 else 1.0
         record = {"class": k, "best_index": best, "drop": drop, "z": float(z), "p_value": p_value,
                   "affected": bool(drop > 0 and p_value <= alpha and drop >= min_drop)}
         if ml_mean is not None and not np.isnan(ml_mean[best, k]):
-            ml_drop = float(ml_mean[best, k] - ml_mean[best_average, k])
+            ml_drop = float(ml_mean[best, k] - ml_mean[reference, k])
             record["multilabel_drop"] = ml_drop
             record["explained_by_multilabel"] = float(np.clip(1 - ml_drop / drop, 0, 1)) if drop > 0 else None
         records.append(record)
-    return {"best_average_index": best_average, "classes": records}
+    return {"reference_index": reference, "best_average_index": best_average, "classes": records}

@@ -43,8 +43,12 @@ def per_class_rows(strengths: Sequence[float], seeds: Sequence[int], labels, pre
 
 def analyze(strengths: Sequence[float], labels, predictions, num_classes: int, *, class_names=None,
             label_sets=None, groups=None, alpha: float = 0.05, min_drop: float = 0.0, correction: str = "none",
-            symmetric_threshold: float = 0.2, cooccurrence_threshold: float = 0.2) -> dict:
-    """predictions: (S, R, N) for strengths[S] and R seeds. See the module docstring."""
+            symmetric_threshold: float = 0.2, cooccurrence_threshold: float = 0.2,
+            reference_strength: float | None = None) -> dict:
+    """predictions: (S, R, N) for strengths[S] and R seeds. See the module docstring.
+
+    reference_strength: s* against which classes are scored (default: the best strength on average).
+    """
     labels = np.asarray(labels)
     predictions = np.asarray(predictions)
     if predictions.ndim != 3 or predictions.shape[0] != len(strengths) or predictions.shape[2] != len(labels):
@@ -70,11 +74,15 @@ def analyze(strengths: Sequence[float], labels, predictions, num_classes: int, *
         result["multilabel_average_accuracy"] = _mean_ci(metrics.multilabel_accuracy(predictions, label_sets))
         result["per_class_multilabel_accuracy"] = _mean_ci(ml_accuracy)
         colabel = categories.colabel_matrix(labels, label_sets, num_classes)
-    scored = affected_lib.affected_classes(accuracy, average, n, alpha=alpha, min_drop=min_drop,
-                                           correction=correction, multilabel_accuracy=ml_accuracy)
-    best = scored["best_average_index"]
-    result["best_average_index"] = best
-    result["best_average_strength"] = float(strengths[best])
+    if reference_strength is not None and reference_strength not in strengths:
+        raise ValueError(f"reference_strength={reference_strength} is not one of the strengths {list(strengths)}")
+    scored = affected_lib.affected_classes(
+        accuracy, average, n, alpha=alpha, min_drop=min_drop, correction=correction, multilabel_accuracy=ml_accuracy,
+        reference_index=None if reference_strength is None else list(strengths).index(reference_strength))
+    best = scored["reference_index"]
+    result["reference_index"] = best
+    result["reference_strength"] = float(strengths[best])
+    result["best_average_strength"] = float(strengths[scored["best_average_index"]])
     for record in scored["classes"]:
         k = record["class"]
         partner = confusion.confusion_partner(confusions, k, at=best)
@@ -86,4 +94,14 @@ def analyze(strengths: Sequence[float], labels, predictions, num_classes: int, *
                       curves=confusion.partner_curves(confusions, k, partner))
     result["classes"] = scored["classes"]
     result["affected"] = [r["class"] for r in sorted(scored["classes"], key=lambda r: -r["drop"]) if r["affected"]]
+    result["tradeoff"] = tradeoff(accuracy, average, result["affected"])
     return result
+
+
+def tradeoff(per_class_accuracy, average_accuracy, classes) -> dict[str, list]:
+    """The average-vs-class trade-off per strength (seed means): average accuracy, the worst class's
+    accuracy, and the mean accuracy of `classes` (e.g. the affected ones; None when empty)."""
+    class_mean = np.nanmean(np.asarray(per_class_accuracy, np.float64), axis=1)  # (S, K)
+    return {"average": np.mean(average_accuracy, axis=1).tolist(),
+            "worst_class": np.nanmin(class_mean, axis=1).tolist(),
+            "selected_classes": (class_mean[:, list(classes)].mean(axis=1).tolist() if len(classes) else None)}

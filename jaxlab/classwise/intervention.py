@@ -2,7 +2,7 @@
 
 Selection (pure, on labels and predictions of a sweep, predictions (S, R, N)):
   false_positive_growth: the classes whose false positives grow most from the weakest strength
-      to s* (the best-average strength), FP_l(s*) - FP_l(s_weakest) in seed means, each with the
+      to s* (the reference strength, by default the best-average one), FP_l(s*) - FP_l(s_weakest) in seed means, each with the
       class whose errors it absorbs most at s* (argmax_{k != l} C_{s*}[k, l]); both are treated.
   affected: the affected classes (largest drop first), each with its confusion partner.
 Treating only one class of a pair tends to move the bias to the other (notes/classwise.md), so

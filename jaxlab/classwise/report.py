@@ -51,7 +51,7 @@ def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, s
     for r in shown:
         ax.errorbar(s, per_class[:, r["class"]], yerr=per_class_ci[:, r["class"]], marker="o", capsize=3,
                     label=f"{r['name']}{' *' if r['affected'] else ''}")
-    ax.axvline(analysis["best_average_strength"], color="grey", linestyle=":", label="best average s*")
+    ax.axvline(analysis["reference_strength"], color="grey", linestyle=":", label="reference s*")
     ax.set(xscale="log", xlabel="RRC scale lower bound s", ylabel="class accuracy",
            title="per-class accuracy (* = significantly affected)")
     ax.legend(fontsize=7)
@@ -95,18 +95,24 @@ def write_report(workdir: str, analysis: dict, comparison: dict | None = None) -
              f"{len(s)} strengths (RRC scale lower bound s; small = strong crops) x {analysis['num_seeds']} seeds, "
              f"{len(names)} classes, {sum(analysis['n'])} eval examples. Accuracies are seed means "
              "± 95% Student-t half-widths.", "",
-             "## Average accuracy", "", "| s | top-1 |" + (" multi-label |" if "multilabel_average_accuracy"
-                                                          in analysis else ""),
-             "|---|---|" + ("---|" if "multilabel_average_accuracy" in analysis else "")]
+             "## Average accuracy and the class-level trade-off", "",
+             "| s | top-1 | worst class | affected classes (mean) |" + (" multi-label |" if
+                                                                       "multilabel_average_accuracy" in analysis else ""),
+             "|---|---|---|---|" + ("---|" if "multilabel_average_accuracy" in analysis else "")]
+    trade = analysis["tradeoff"]
     for i, strength in enumerate(s):
-        row = f"| {strength:g} | {_fmt(avg['mean'][i])} ± {_fmt(avg['ci'][i])} |"
+        selected = trade["selected_classes"][i] if trade["selected_classes"] else None
+        row = (f"| {strength:g} | {_fmt(avg['mean'][i])} ± {_fmt(avg['ci'][i])} | {_fmt(trade['worst_class'][i])} | "
+               f"{_fmt(selected)} |")
         if "multilabel_average_accuracy" in analysis:
             ml = analysis["multilabel_average_accuracy"]
             row += f" {_fmt(ml['mean'][i])} ± {_fmt(ml['ci'][i])} |"
         lines.append(row)
-    best = analysis["best_average_index"]
+    best = analysis["reference_index"]
     affected = analysis["affected"]
-    lines += ["", f"Best average accuracy at s* = {s[best]:g}.", "", "![average accuracy](average_accuracy.png)", "",
+    lines += ["", f"Best average accuracy at s = {analysis['best_average_strength']:g}; classes are scored at the "
+              f"reference s* = {s[best]:g}" + (" (the best average)." if analysis['best_average_strength'] == s[best]
+                                               else " (config.classwise.reference_strength)."), "", "![average accuracy](average_accuracy.png)", "",
               "## Affected classes", "",
               (f"{len(affected)} class(es) are significantly worse at s* than at their own best strength: "
                + ", ".join(names[k] for k in affected) + "." if affected else

@@ -50,6 +50,9 @@ def check_sweep_config(config) -> None:
                           f"rrc(size=32, scale=({sweep.parameter}, 1.0))")
     if not 0 <= sweep.shard_index < sweep.num_shards:
         raise ConfigError("sweep.shard_index", f"must be in [0, num_shards={sweep.num_shards})")
+    if cw.reference_strength and cw.reference_strength not in tuple(sweep.strengths):
+        raise ConfigError("classwise.reference_strength", f"{cw.reference_strength} is not one of sweep.strengths "
+                          f"{tuple(sweep.strengths)} (0 = the strength with the best average accuracy)")
     if not 0 < cw.alpha < 1:
         raise ConfigError("classwise.alpha", f"must be in (0, 1), got {cw.alpha}")
     if cw.correction not in ("none", "bonferroni"):
@@ -190,7 +193,7 @@ def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh
 
     labels, predictions = _load_predictions(workdir, names)
     predictions = predictions.reshape(len(strengths), len(seeds), -1)
-    options = dict(alpha=cw.alpha, min_drop=cw.min_drop, correction=cw.correction,
+    options = dict(reference_strength=cw.reference_strength or None, alpha=cw.alpha, min_drop=cw.min_drop, correction=cw.correction,
                    symmetric_threshold=cw.symmetric_threshold, cooccurrence_threshold=cw.cooccurrence_threshold)
     analysis = analyze(strengths, labels, predictions, dataset.num_classes, class_names=dataset.class_names,
                        label_sets=label_sets, groups=groups, **options)
@@ -211,7 +214,7 @@ def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh
 def _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predictions, analysis):
     """Retrain every seed with the per-class table; None if a run was interrupted."""
     cw = config.classwise
-    best = analysis["best_average_index"]
+    best = analysis["reference_index"]
     pairs = intervention_lib.select_pairs(strengths, labels, predictions, dataset.num_classes, best_index=best,
                                           selection=cw.intervention_selection, num_pairs=cw.intervention_pairs,
                                           analysis=analysis)
