@@ -8,12 +8,13 @@ input size. Op sets: "crop+flip" (random-resized crop + horizontal flip) and "cr
 (+ colour jitter: brightness, contrast, saturation 0.4, hue 0.1). Each library does the closest
 equivalent it has, vmapped per example and jitted:
 - jaxlab: torchvision-exact RandomResizedCrop (scale (0.08, 1), ratio (3/4, 4/3)), antialiased
-  bilinear resize, flip, ColorJitter in random order.
+  bilinear resize, flip (folded into the crop: `flip_p=0.5`), ColorJitter in random order.
 - dm-pix: no random-resized crop: a random crop of a fixed 0.6 x 0.6 window resized back, flip,
   random brightness / contrast / saturation / hue in a fixed order.
 - augmax: RandomSizedCrop (zoom-based, not torchvision's area/aspect sampler), HorizontalFlip,
   ColorJitter.
-Timing: median of `--repeats` calls after 2 warm-up calls, each ended by block_until_ready.
+Timing: median of `--repeats` calls after 2 warm-up calls, each ended by block_until_ready; the
+libraries take turns call by call (round robin), so load from other processes hits them alike.
 The script also probes whether each library accepts a per-example TRACED strength (the crop
 scale / zoom as a vmapped array), which class-conditional augmentation needs.
 """
@@ -33,12 +34,11 @@ JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
 
 
 def jaxlab_fn(size: int, jitter: bool):
-    from jaxlab.augment import color_jitter, random_flip_left_right, random_resized_crop
+    from jaxlab.augment import color_jitter, random_resized_crop
 
     def one(key, image):
-        k1, k2, k3 = jax.random.split(key, 3)
-        image = random_resized_crop(k1, image, size=size)
-        image = random_flip_left_right(k2, image)
+        k1, k3 = jax.random.split(key)
+        image = random_resized_crop(k1, image, size=size, flip_p=0.5)  # the flip folded into the crop
         return color_jitter(k3, image, **JITTER) if jitter else image
     return one
 
@@ -92,16 +92,20 @@ def traced_strength_probe(library: str) -> str:
         return f"no ({type(e).__name__})"
 
 
-def time_batch(fn, images, keys, repeats: int) -> float:
-    batched = jax.jit(jax.vmap(fn))
-    for _ in range(2):
-        jax.block_until_ready(batched(keys, images))
-    times = []
+def time_batches(fns: dict, images, keys, repeats: int) -> dict:
+    """Median seconds per call of each jitted, vmapped fn; the libraries take turns call by call, so a
+    load change on the machine hits them alike."""
+    batched = {name: jax.jit(jax.vmap(fn)) for name, fn in fns.items()}
+    for fn in batched.values():
+        for _ in range(2):
+            jax.block_until_ready(fn(keys, images))
+    times = {name: [] for name in batched}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(batched(keys, images))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in batched.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(keys, images))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -128,11 +132,12 @@ def main() -> None:
         for jitter in (False, True):
             ops = "crop+flip+jitter" if jitter else "crop+flip"
             row = {"batch": batch, "size": size, "ops": ops}
-            for name, make in libraries.items():
-                seconds = time_batch(make(size, jitter), images, keys, args.repeats)
-                row[name] = batch / seconds
+            seconds = time_batches({name: make(size, jitter) for name, make in libraries.items()},
+                                   images, keys, args.repeats)
+            for name in libraries:
+                row[name] = batch / seconds[name]
                 if args.peak_bandwidth:  # bytes read + written once per image, as a lower bound on traffic
-                    moved = 2 * batch * size * size * 3 * 4 / seconds / 1e9
+                    moved = 2 * batch * size * size * 3 * 4 / seconds[name] / 1e9
                     row[f"{name}_bandwidth_fraction"] = moved / args.peak_bandwidth
             ratios = "  ".join(f"jaxlab/{n} {row['jaxlab'] / row[n]:.2f}x" for n in libraries if n != "jaxlab")
             print(f"{batch:4d} x {size:3d}px {ops:17s} " + "  ".join(

@@ -217,3 +217,54 @@ def test_vmapped_crop_with_per_example_scale():
     whole = jax.vmap(lambda x: jax.image.resize(x, (8, 8, 3), "linear"))(images)
     np.testing.assert_allclose(out[0::2], whole[0::2], atol=1e-6)
     assert np.all(np.abs(np.asarray(out[1::2] - whole[1::2])).reshape(8, -1).max(axis=1) > 1e-2)
+
+
+def _dense_crop(key, image, size, scale, antialias):
+    """The definition: one dense jax.image.scale_and_translate of the rrc_params window."""
+    out_h, out_w = (size, size) if np.ndim(size) == 0 else size
+    top, left, h, w = rrc_params(key, image.shape[0], image.shape[1], scale)
+    zoom = jnp.array([out_h, out_w], jnp.float32) / jnp.stack([h, w]).astype(jnp.float32)
+    shift = -jnp.stack([top, left]).astype(jnp.float32) * zoom
+    return jax.image.scale_and_translate(image, (out_h, out_w, image.shape[2]), (0, 1), zoom, shift,
+                                         method="linear", antialias=antialias)
+
+
+@pytest.mark.parametrize("shape,size,antialias", [
+    ((32, 32, 3), 32, True),          # every crop magnified: the 2-tap row-gather path
+    ((224, 224, 3), 224, True),       # the same at ImageNet size
+    ((20, 24, 3), (40, 30), True),    # magnified, non-square
+    ((32, 32, 3), (20, 40), False),   # shrinking rows without antialiasing: still 2 taps
+    ((32, 32, 3), 20, True),          # antialiased shrink: the dense path
+])
+def test_equals_dense_scale_and_translate_under_vmap(shape, size, antialias):
+    """Per-example traced s_lo (1, 0.5, 0.08 cycling; 1 puts the window on the image's edges): every
+    crop equals the dense scale_and_translate of its window."""
+    n = 12
+    images = jax.random.uniform(jax.random.PRNGKey(10), (n, *shape))
+    s_lo = jnp.resize(jnp.array([1.0, 0.5, 0.08]), n)
+    fast = jax.jit(jax.vmap(lambda k, x, s: random_resized_crop(k, x, size=size, scale=(s, 1.0),
+                                                                antialias=antialias)))
+    dense = jax.jit(jax.vmap(lambda k, x, s: _dense_crop(k, x, size, (s, 1.0), antialias)))
+    np.testing.assert_allclose(fast(_keys(11, n), images, s_lo), dense(_keys(11, n), images, s_lo),
+                               rtol=0, atol=5e-7)
+
+
+@pytest.mark.parametrize("shape,size,antialias", [((32, 32, 3), 32, True), ((32, 32, 3), 20, True)])
+def test_flip_p_equals_crop_then_random_flip(shape, size, antialias):
+    """flip_p folds random_flip_left_right into the crop (2-tap path and dense path): the same values as
+    crop with k1 then flip with k2, (k1, k2) = split(key), with a per-example traced flip_p."""
+    from jaxlab.augment import random_flip_left_right
+    n = 12
+    images = jax.random.uniform(jax.random.PRNGKey(12), (n, *shape))
+    p = jnp.resize(jnp.array([0.0, 1.0, 0.5]), n)
+
+    def separate(key, x, p):
+        k1, k2 = jax.random.split(key)
+        return random_flip_left_right(k2, random_resized_crop(k1, x, size=size, antialias=antialias), p=p)
+    fused = jax.jit(jax.vmap(lambda k, x, p: random_resized_crop(k, x, size=size, antialias=antialias, flip_p=p)))
+    out = fused(_keys(13, n), images, p)
+    np.testing.assert_allclose(out, jax.jit(jax.vmap(separate))(_keys(13, n), images, p), rtol=0, atol=5e-7)
+    unflipped = jax.jit(jax.vmap(lambda k, x: random_resized_crop(jax.random.split(k)[0], x, size=size,
+                                                          antialias=antialias)))(_keys(13, n), images)
+    np.testing.assert_allclose(out[0::3], unflipped[0::3], rtol=0, atol=5e-7)
+    np.testing.assert_allclose(out[1::3], unflipped[1::3, :, ::-1], rtol=0, atol=5e-7)

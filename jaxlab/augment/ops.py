@@ -59,33 +59,30 @@ def pad_and_random_crop(key: jax.Array, image: jax.Array, *, padding: int = 4, m
     return jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))
 
 
-def _rgb_to_hsv(image: jax.Array) -> jax.Array:
-    """(..., 3) RGB -> HSV, all in [0, 1]; hue in fractions of the circle, 0 where the pixel is grey.
+def _shift_hue(image: jax.Array, shift) -> jax.Array:
+    """torchvision adjust_hue: rotate the HSV hue of (..., 3) RGB by `shift` (fractions of the circle).
 
-    V = max, chroma = max - min, S = chroma / V, and the hue sector is chosen by which channel is
-    the maximum, ties going to R, then G (as colorsys and torchvision).
+    RGB -> HSV as colorsys and torchvision: V = max, chroma = max - min, S = chroma / V, hue sector
+    h6 = 6 H in [-1, 5) chosen by which channel is the maximum (ties to R, then G; 0 where grey).
+    HSV -> RGB: V - V S clip(min(k, 4 - k), 0, 1), k = (n + 6 H') mod 6, n = 5, 3, 1 for R, G, B.
+    With H' = (H + shift) mod 1, k = (n + h6 + 6 shift) mod 6 (one mod per channel, none for H or
+    H'): the round trip fused into one elementwise pass without stacking an HSV image, about 4x
+    faster than converting to HSV and back on CPU.
     """
     r, g, b = image[..., 0], image[..., 1], image[..., 2]
-    value = jnp.max(image, axis=-1)
-    chroma = value - jnp.min(image, axis=-1)
+    value = jnp.maximum(jnp.maximum(r, g), b)
+    chroma = value - jnp.minimum(jnp.minimum(r, g), b)
     saturation = chroma / jnp.where(value > 0, value, 1.0)
     safe = jnp.where(chroma > 0, chroma, 1.0)
     sector = jnp.where(value == r, (g - b) / safe,
                        jnp.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    return jnp.stack([jnp.mod(sector / 6.0, 1.0), saturation, value], axis=-1)
+    shifted = sector + 6.0 * shift
 
-
-def _hsv_to_rgb(hsv: jax.Array) -> jax.Array:
-    """(..., 3) HSV -> RGB: V - V S clip(min(k, 4 - k), 0, 1) with k = (n + 6 H) mod 6, n = 5, 3, 1 for R, G, B."""
-    hue, saturation, value = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
-    k = jnp.mod(jnp.array([5.0, 3.0, 1.0], hsv.dtype) + 6.0 * hue, 6.0)
-    return value - value * saturation * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
-
-
-def _shift_hue(image: jax.Array, shift) -> jax.Array:
-    """torchvision adjust_hue: rotate the HSV hue by `shift` (fractions of the full circle)."""
-    hsv = _rgb_to_hsv(image)
-    return _hsv_to_rgb(hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + shift, 1.0)))
+    def channel(n):
+        k = n + shifted
+        k = k - 6.0 * jnp.floor(k / 6.0)  # k mod 6
+        return value - value * saturation * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
+    return jnp.stack([channel(5.0), channel(3.0), channel(1.0)], axis=-1)
 
 
 def _jitter_params(key: jax.Array, brightness, contrast, saturation, hue):
