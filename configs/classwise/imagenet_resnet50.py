@@ -3,7 +3,7 @@
     tfds build imagenet2012 --file_format=array_record --manual_dir=/path/to/ILSVRC2012_tars   # once
     python -m jaxlab.main --config=configs/classwise/imagenet_resnet50.py --workdir=gs://.../classwise_in1k \
         --config.classwise.real_json=/path/to/real.json     # eval examples matched to it by their file_name
-    # several machines: add --config.sweep.num_shards=N --config.sweep.shard_index=i (launch/sweep_shards.sh)
+    # several machines: add --config.sweep.num_shards=N --config.sweep.shard_index=i (launch/sweep_array.sbatch)
 
 Protocol (Kirichenko et al. 2023; details they do not state are the config's choices): ResNet-50, 88 epochs,
 batch 1024, SGD Nesterov momentum 0.9, lr 0.1 x batch/256 with 5 warm-up epochs and cosine decay, weight decay
