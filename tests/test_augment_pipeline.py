@@ -23,10 +23,10 @@ def test_string_and_list_forms_parse_the_same():
                           "std=(0.2,))", 2)
     listed = parse_pipeline([{"op": "rrc", "size": 8, "scale": ("table([0.08, 1.0])", 1.0)},
                              {"op": "flip_lr", "p": 0.25}, {"op": "normalize", "mean": (0.5,), "std": (0.2,)}], 2)
-    assert [s.name for s in text] == ["rrc", "flip_lr", "normalize"]
+    assert [s.name for s in text] == ["rrc|flip_lr", "normalize"]  # the flip is fused into the crop
     np.testing.assert_allclose(text[0].params["scale"][0].values, [0.08, 1.0], rtol=1e-7)
-    assert text[0].params["scale"][1] == 1.0 and text[1].params == {"p": 0.25}
-    assert len(listed) == 3 and listed[1].params == text[1].params and listed[2].params == text[2].params
+    assert text[0].params["scale"][1] == 1.0 and text[0].params["flip_p"] == 0.25
+    assert len(listed) == 2 and listed[0].params["flip_p"] == 0.25 and listed[1].params == text[1].params
     # a "table(...)" string inside a tuple parses to the same table
     np.testing.assert_allclose(listed[0].params["scale"][0].values, [0.08, 1.0], rtol=1e-7)
     assert listed[0].params["scale"][1] == 1.0
@@ -63,6 +63,24 @@ def test_eval_pipeline_rejects_random_ops():
     transform = build_eval_transform("normalize(mean=(0.5,), std=(0.25,))", 10)
     np.testing.assert_allclose(transform(jnp.full((2, 4, 4, 1), 0.75)), 1.0)
     assert build_eval_transform("", 10) is None
+
+
+def test_crop_then_flip_runs_as_one_fused_stage():
+    """rrc|flip_lr equals random_resized_crop(..., flip_p) with the stage's key; flips still happen per example."""
+    from jaxlab.augment import random_resized_crop
+
+    stages = parse_pipeline("rrc(size=8, scale=(0.3, 1.0))|flip_lr(p=table([0.0, 1.0]))", 2)
+    assert len(stages) == 1 and stages[0].params["size"] == 8
+    augment = jax.jit(build_pipeline("rrc(size=8, scale=(0.3, 1.0))|flip_lr(p=table([0.0, 1.0]))", 2))
+    images = jax.random.uniform(jax.random.PRNGKey(4), (6, 8, 8, 3))
+    labels = jnp.arange(6) % 2
+    out, _ = augment(_keys(6), images, labels)
+    stage_keys = jax.vmap(jax.random.fold_in, (0, None))(_keys(6), 0)
+    for i in range(6):
+        expected = random_resized_crop(stage_keys[i], images[i], size=8, scale=(0.3, 1.0), flip_p=float(labels[i]))
+        np.testing.assert_allclose(out[i], expected, atol=1e-6)
+        unflipped = random_resized_crop(stage_keys[i], images[i], size=8, scale=(0.3, 1.0), flip_p=0.0)
+        np.testing.assert_allclose(out[i], unflipped if labels[i] == 0 else unflipped[:, ::-1], atol=1e-6)
 
 
 def test_class_conditional_flip_is_per_example():

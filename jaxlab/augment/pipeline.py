@@ -6,6 +6,7 @@ compiles to `augment(keys, images, labels) -> (images, targets)`, run inside the
 data-parallel train step: per-example ops are vmapped over the local batch with
 keys[i] = fold_in(fold_in(rng, step), index[i]) (each stage folds in its position),
 batch ops (mixup, cutmix) see the device's whole shard and mix the soft targets.
+`rrc|flip_lr` runs as one stage, the flip folded into the crop's sampling grid (no second pass).
 
 Class-conditional parameters: any numeric parameter (or element of a tuple parameter)
 may be a per-class table, written `table([v_0, ..., v_{K-1}])`, `table({"3": 1.0,
@@ -157,7 +158,22 @@ def parse_pipeline(spec: str | Sequence[Mapping[str, Any]], num_classes: int, *,
         if op.kind != EXAMPLE and any(isinstance(v, PerClass) for v in jax.tree.leaves(params)):
             raise PipelineError(f"{name}: per-class tables only apply to per-example ops")
         parsed.append(Stage(name, op, params))
-    return parsed
+    return _fuse_crop_and_flip(parsed)
+
+
+def _fuse_crop_and_flip(stages: list[Stage]) -> list[Stage]:
+    """rrc followed by flip_lr -> one rrc(flip_p=p) stage: the flip is folded into the crop's sampling
+    grid instead of a second pass over every image (random_resized_crop's flip_p)."""
+    fused: list[Stage] = []
+    for stage in stages:
+        previous = fused[-1] if fused else None
+        if (previous is not None and previous.op.fn is rrc.random_resized_crop and "flip_p" not in previous.params
+                and stage.op.fn is ops.random_flip_left_right):
+            fused[-1] = Stage(f"{previous.name}|{stage.name}", previous.op,
+                              {**previous.params, "flip_p": stage.params.get("p", 0.5)})
+        else:
+            fused.append(stage)
+    return fused
 
 
 def _split_params(params: dict, one_hot: jax.Array) -> tuple[list, Callable[[list], dict]]:
