@@ -17,7 +17,7 @@ def _shown_classes(analysis: dict) -> list[dict]:
     """The affected classes, or the largest drops when none passed the test."""
     ranked = sorted(analysis["classes"], key=lambda r: -r["drop"])
     affected = [r for r in ranked if r["affected"]]
-    return (affected or ranked)[:TOP]
+    return (affected or [r for r in ranked if r["drop"] > 0])[:TOP]
 
 
 def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, str]:
@@ -28,7 +28,15 @@ def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, s
     s = np.asarray(analysis["strengths"])
     files = {}
 
+    def strength_axis(ax):
+        ax.set_xscale("log")
+        ax.set_xticks(s, [f"{v:g}" for v in s])
+        ax.minorticks_off()
+
     def save(fig, name):
+        for ax in fig.axes:
+            if ax.get_xscale() == "log":
+                strength_axis(ax)
         fig.tight_layout()
         fig.savefig(os.path.join(workdir, name), dpi=110)
         plt.close(fig)
@@ -45,28 +53,29 @@ def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, s
     save(fig, "average_accuracy.png")
 
     shown = _shown_classes(analysis)
-    per_class = np.asarray(analysis["per_class_accuracy"]["mean"])
-    per_class_ci = np.nan_to_num(np.asarray(analysis["per_class_accuracy"]["ci"]))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for r in shown:
-        ax.errorbar(s, per_class[:, r["class"]], yerr=per_class_ci[:, r["class"]], marker="o", capsize=3,
-                    label=f"{r['name']}{' *' if r['affected'] else ''}")
-    ax.axvline(analysis["reference_strength"], color="grey", linestyle=":", label="reference s*")
-    ax.set(xscale="log", xlabel="RRC scale lower bound s", ylabel="class accuracy",
-           title="per-class accuracy (* = significantly affected)")
-    ax.legend(fontsize=7)
-    save(fig, "class_accuracy.png")
+    if shown:  # classes that lose accuracy at s*
+        per_class = np.asarray(analysis["per_class_accuracy"]["mean"])
+        per_class_ci = np.nan_to_num(np.asarray(analysis["per_class_accuracy"]["ci"]))
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for r in shown:
+            ax.errorbar(s, per_class[:, r["class"]], yerr=per_class_ci[:, r["class"]], marker="o", capsize=3,
+                        label=f"{r['name']}{' *' if r['affected'] else ''}")
+        ax.axvline(analysis["reference_strength"], color="grey", linestyle=":", label="reference s*")
+        ax.set(xscale="log", xlabel="RRC scale lower bound s", ylabel="class accuracy",
+               title="per-class accuracy (* = significantly affected)")
+        ax.legend(fontsize=7)
+        save(fig, "class_accuracy.png")
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for r in shown:
-        label = f"{r['name']} → {r['partner_name']}"
-        left.plot(s, r["curves"]["confusion_rate"], marker="o", label=label)
-        right.plot(s, r["curves"]["partner_false_positives"], marker="o", label=f"FP of {r['partner_name']}")
-    left.set(xscale="log", xlabel="s", ylabel="P(pred = partner | class)", title="confusion with the partner")
-    right.set(xscale="log", xlabel="s", ylabel="false positives", title="partner's false positives")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    save(fig, "confusions.png")
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+        for r in shown:
+            label = f"{r['name']} → {r['partner_name']}"
+            left.plot(s, r["curves"]["confusion_rate"], marker="o", label=label)
+            right.plot(s, r["curves"]["partner_false_positives"], marker="o", label=f"FP of {r['partner_name']}")
+        left.set(xscale="log", xlabel="s", ylabel="P(pred = partner | class)", title="confusion with the partner")
+        right.set(xscale="log", xlabel="s", ylabel="false positives", title="partner's false positives")
+        left.legend(fontsize=7)
+        right.legend(fontsize=7)
+        save(fig, "confusions.png")
 
     if comparison and comparison.get("treated"):
         names = analysis["class_names"]
@@ -116,7 +125,8 @@ def write_report(workdir: str, analysis: dict, comparison: dict | None = None) -
               "## Affected classes", "",
               (f"{len(affected)} class(es) are significantly worse at s* than at their own best strength: "
                + ", ".join(names[k] for k in affected) + "." if affected else
-               "No class is significantly worse at s* than at its own best strength; the largest drops are listed."),
+               "No class is significantly worse at s* than at its own best strength; the classes that lose "
+               "anything at s* are listed (none if the table is empty)."),
               "", "| class | best s | acc at best | acc at s* | drop | p | partner | P(partner) at s* | category |"
               " explained by multi-label |", "|---|---|---|---|---|---|---|---|---|---|"]
     per_class = np.asarray(analysis["per_class_accuracy"]["mean"])
@@ -126,10 +136,12 @@ def write_report(workdir: str, analysis: dict, comparison: dict | None = None) -
                      f"{_fmt(per_class[r['best_index'], k])} | {_fmt(per_class[best, k])} | {_fmt(r['drop'])} | "
                      f"{r['p_value']:.2g} | {r['partner_name']} | {_fmt(r['curves']['confusion_rate'][best])} | "
                      f"{r['category']} | {_fmt(r.get('explained_by_multilabel'), 2)} |")
-    lines += ["", "![per-class accuracy](class_accuracy.png)", "", "## Where the errors go", "",
-              "For each class above, its most-confused partner at s*: how often the class is predicted as the "
-              "partner, and the partner's false positives, as the crops get stronger.", "",
-              "![confusions](confusions.png)", ""]
+    if "class_accuracy.png" in files:
+        lines += ["", "![per-class accuracy](class_accuracy.png)", "", "## Where the errors go", "",
+                  "For each class above, its most-confused partner at s*: how often the class is predicted as the "
+                  "partner, and the partner's false positives, as the crops get stronger.", "",
+                  "![confusions](confusions.png)"]
+    lines.append("")
     if comparison is not None:
         lines += ["## Class-conditional intervention", ""]
         if not comparison.get("treated"):
