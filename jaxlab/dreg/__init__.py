@@ -1,0 +1,28 @@
+"""DReg, distinctive regularisation (Yuan et al., "Contrastive Weight Regularization for Large Minibatch SGD", 2020).
+
+One Dense or Conv layer is replicated, y = c (x * W1 + x * W2) + b, and a penalty
+lambda * p(W1, W2) (default cos(vec W1, vec W2)^2) pushes the copies apart:
+
+    model = replicate_model(base, input_shape)            # default: the final classifier
+    extra_loss = dreg_extra_loss(model.path, "squared_cosine", 1e-2)
+    # train `model` with extra_loss (make_train_step / train_and_evaluate), then export:
+    plain_params = fold_back(params, model.path, model.combine)
+
+replicate.py holds the transform and the design choices (why independent init, why a penalty on
+W1 - W2 is a no-op under sum); penalty.py the penalties and coefficient schedules.
+"""
+
+from jaxlab.dreg.penalty import (
+    PENALTIES, SCHEDULES, coefficient_schedule, cosine, dreg_extra_loss, dreg_penalty, hinge_cosine,
+    negative_squared_distance, penalty_function, per_unit_squared_cosine, squared_cosine,
+)
+from jaxlab.dreg.replicate import (
+    COMBINES, INITS, Replicated, fold_back, linear_layers, path_keys, replicate_model, replicate_params,
+)
+
+__all__ = [
+    "COMBINES", "INITS", "PENALTIES", "SCHEDULES", "Replicated", "coefficient_schedule", "cosine",
+    "dreg_extra_loss", "dreg_penalty", "fold_back", "hinge_cosine", "linear_layers", "negative_squared_distance",
+    "path_keys", "penalty_function", "per_unit_squared_cosine", "replicate_model", "replicate_params",
+    "squared_cosine",
+]
