@@ -16,6 +16,7 @@ pairs with weaker crops (jaxlab.classwise.intervention) and report.md summarises
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -226,7 +227,9 @@ def _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predict
                                                 treated_strength=cw.intervention_strength,
                                                 default_strength=strengths[best])
     write_json(os.path.join(workdir, "intervention_table.json"), table)
-    runs = [(f"intervention_seed={r}", _run_config(config, seed=r, table=table)) for r in seeds]
+    # The run names carry the table's hash: changing the analysis options (hence the table) trains anew.
+    tag = hashlib.sha1(json.dumps(table).encode()).hexdigest()[:8]
+    runs = [(f"intervention_{tag}_seed={r}", _run_config(config, seed=r, table=table)) for r in seeds]
     if not _train_runs(config, workdir, runs, dataset, mesh):
         return None
     treated_labels, treated_predictions = _load_predictions(workdir, [name for name, _ in runs])
