@@ -1,0 +1,272 @@
+"""DReg: the replicated layer is the plain layer when split, folds back, penalties match numpy, device invariance."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxlab import data, dreg, models, parallel
+from jaxlab.config import ConfigError
+from jaxlab.train import create_train_state, cross_entropy, make_train_step
+from tests.helpers import blobs_dataset, tiny_config
+
+SHAPE = (8, 8, 1)
+MODELS = {"mlp": {"model.hidden_sizes": (16,)}, "cnn": {"model.width": 4}}
+
+
+def _model(name, num_classes=3):
+    if name == "resnet":  # a two-block ResNet: the registry's ResNet-18 takes far longer to trace and run
+        return models.ResNet((1, 1), models.BasicBlock, num_classes, width=2)
+    return models.create_model(tiny_config(**{"model.name": name, **MODELS[name]}).model, num_classes)
+
+
+def _images(n=8, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=(n, *SHAPE)), jnp.float32)
+
+
+def _random_variables(model, x, seed=0):
+    """Variables of `model` filled from numpy: a conv's jax.random.normal init takes ~10 s to compile on CPU."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    return jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), jnp.float32), shapes)
+
+
+def _layer(params, path):
+    for key in dreg.path_keys(path):
+        params = params[key]
+    return params
+
+
+@pytest.mark.parametrize("name, default", [("mlp", "Dense_1"), ("cnn", "Dense_0"), ("resnet", "fc")])
+def test_default_target_is_the_classifier_and_paths_are_checked(name, default):
+    model = _model(name)
+    assert dreg.replicate_model(model, SHAPE).path == default
+    assert dreg.replicate_model(model, SHAPE, "params/" + default).path == default
+    with pytest.raises(ValueError, match="not a Dense or Conv"):
+        dreg.replicate_model(model, SHAPE, "no_such_layer")
+
+
+def test_bad_choices_are_errors():
+    model = _model("cnn")
+    with pytest.raises(ValueError, match="is not a Dense or Conv"):
+        dreg.replicate_model(model, SHAPE, "BatchNorm_0")
+    with pytest.raises(ValueError, match="two_heads"):
+        dreg.replicate_model(model, SHAPE, "Conv_1", combine="two_heads")
+    assert dreg.replicate_model(model, SHAPE, combine="two_heads").combine == "two_heads"
+    with pytest.raises(ValueError, match="combine"):
+        dreg.replicate_model(model, SHAPE, combine="product")
+    with pytest.raises(ValueError, match="init"):
+        dreg.replicate_model(model, SHAPE, init="clone")
+    with pytest.raises(ValueError, match="no replicated layer"):
+        dreg.fold_back(jax.eval_shape(model.init, jax.random.PRNGKey(0), _images(1))["params"], "Dense_0")
+    with pytest.raises(ConfigError, match="dreg.penalty"):
+        dreg.dreg_extra_loss("fc", "l1")
+
+
+@pytest.mark.parametrize("name, path", [("mlp", "Dense_0"), ("cnn", "Conv_1"), ("resnet", "layer2_0/conv1")])
+def test_split_copies_under_sum_are_the_plain_model(name, path):
+    """(W/2, W/2) under sum, lambda = 0: same outputs, same gradients; each copy gets the plain kernel's
+    gradient, so the copies' summed gradient is 2x (the doubled effective learning rate)."""
+    model = _model(name)
+    replicated = dreg.replicate_model(model, SHAPE, path, "sum", "split")
+    x, labels = _images(), jnp.arange(8) % 3
+    plain_vars = _random_variables(model, x)
+    rep_vars = {**plain_vars, "params": dreg.replicate_params(plain_vars["params"], None, path, "sum", "split")}
+
+    def loss_and_grads(net, variables):
+        def loss(params):
+            logits, _ = net.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+            return jnp.mean(cross_entropy(logits, labels)), logits
+        return jax.value_and_grad(loss, has_aux=True)(variables["params"])
+
+    ((plain_loss, plain_logits), plain_grads), ((rep_loss, rep_logits), rep_grads) = jax.jit(
+        lambda: (loss_and_grads(model, plain_vars), loss_and_grads(replicated, rep_vars)))()  # one compilation
+    np.testing.assert_allclose(rep_logits, plain_logits, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(rep_loss, plain_loss, rtol=1e-6)
+
+    plain_layer, rep_layer = _layer(plain_grads, path), _layer(rep_grads, path)
+    for copy in ("kernel_1", "kernel_2"):
+        np.testing.assert_allclose(rep_layer[copy], plain_layer["kernel"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(rep_layer["kernel_1"] + rep_layer["kernel_2"], 2 * plain_layer["kernel"],
+                               rtol=1e-5, atol=1e-7)
+    # Every other gradient (bias included: one shared bias) is the plain model's.
+    folded_grads = dreg.fold_back(rep_grads, path)  # kernel_1 + kernel_2, the rest untouched
+    plain_rest = {k: v for k, v in plain_layer.items() if k != "kernel"}
+    assert jax.tree.structure(folded_grads) == jax.tree.structure(plain_grads)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                 {k: v for k, v in _layer(folded_grads, path).items() if k != "kernel"}, plain_rest)
+    other = lambda tree: [leaf for p, leaf in jax.tree_util.tree_leaves_with_path(tree)  # noqa: E731
+                          if dreg.path_keys(path) != tuple(k.key for k in p[:len(dreg.path_keys(path))])]
+    for a, b in zip(other(rep_grads), other(plain_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("combine, init", [("sum", "independent"), ("mean", "variance_preserving"),
+                                           ("two_heads", "independent"), ("sum", "split")])
+def test_two_layer_forward_and_fold_back_export(combine, init):
+    """The MLP's replicated classifier is c (h W1 + h W2) + b, computed by hand; the folded params give the
+    same outputs in the plain model; the rest of the model is the plain model's init at the same seed."""
+    model = _model("mlp")
+    replicated = dreg.replicate_model(model, SHAPE, combine=combine, init=init)
+    key, x = jax.random.PRNGKey(2), _images()
+    plain = model.init(key, x)["params"]
+    params = replicated.init(key, x)["params"]
+    assert set(params["Dense_1"]) == {"kernel_1", "kernel_2", "bias"}
+    jax.tree.map(np.testing.assert_array_equal, params["Dense_0"], plain["Dense_0"])
+    w1, w2, b = (params["Dense_1"][k] for k in ("kernel_1", "kernel_2", "bias"))
+    c = {"sum": 1.0, "mean": 0.5, "two_heads": 0.5}[combine]
+    scale = {"independent": 1.0, "variance_preserving": 1 / (c * np.sqrt(2)), "split": 1 / (2 * c)}[init]
+    if init != "split":
+        assert abs(float(dreg.cosine(w1, w2))) < 0.5  # independent draws, not clones
+    np.testing.assert_allclose(w1, scale * plain["Dense_1"]["kernel"], rtol=1e-6)
+
+    h = jax.nn.relu(x.reshape(8, -1) @ plain["Dense_0"]["kernel"] + plain["Dense_0"]["bias"])
+    by_hand = c * (h @ w1 + h @ w2) + b
+    np.testing.assert_allclose(replicated.apply({"params": params}, x), by_hand, rtol=1e-5, atol=1e-6)
+    folded = dreg.fold_back(params, replicated.path, combine)
+    assert jax.tree.map(jnp.shape, folded) == jax.tree.map(jnp.shape, plain)
+    np.testing.assert_allclose(model.apply({"params": folded}, x), by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_split_then_fold_back_round_trips_exactly():
+    model = _model("resnet")
+    plain = _random_variables(model, _images(1))["params"]
+    for combine in dreg.COMBINES:
+        for path in ("conv1", "layer2_0/downsample_conv", "fc"):
+            split = dreg.replicate_params(plain, None, path, combine, "split")
+            jax.tree.map(np.testing.assert_array_equal, dreg.fold_back(split, path, combine), plain)
+
+
+# ---------------------------------------------------------------- penalties against numpy
+
+def _np_cos(a, b):
+    """cos(a, b) and its gradient w.r.t. a for flat float64 vectors."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    cos = a @ b / (na * nb)
+    return cos, b / (na * nb) - cos * a / na**2
+
+
+def _np_penalty(variant, w1, w2):
+    """(value, dp/dW1) by hand in float64."""
+    a, b = w1.astype(np.float64), w2.astype(np.float64)
+    if variant == "per_unit_squared_cosine":
+        a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+        units = [_np_cos(a2[:, j], b2[:, j]) for j in range(a2.shape[1])]
+        value = np.mean([cos**2 for cos, _ in units])
+        grad = np.stack([2 * cos * g for cos, g in units], axis=1) / a2.shape[1]
+        return value, grad.reshape(a.shape)
+    if variant == "negative_squared_distance":
+        return -np.sum((a - b) ** 2), -2 * (a - b)
+    cos, g = _np_cos(a.ravel(), b.ravel())
+    value, grad = {"squared_cosine": (cos**2, 2 * cos * g), "cosine": (cos, g),
+                   "hinge_cosine": (max(cos, 0.0), g * (cos > 0))}[variant]
+    return value, grad.reshape(a.shape)
+
+
+@pytest.mark.filterwarnings("ignore:DReg penalty")
+@pytest.mark.parametrize("variant", sorted(dreg.PENALTIES))
+@pytest.mark.parametrize("shape", [(6, 4), (3, 3, 2, 4)])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_penalty_value_and_gradient_match_numpy(variant, shape, sign):
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=shape).astype(np.float32)
+    w2 = (sign * w1 + rng.normal(size=shape)).astype(np.float32)  # cos clearly > 0 or < 0 (the hinge's sides)
+    penalty = dreg.penalty_function(variant)
+    value, grads = jax.value_and_grad(penalty, argnums=(0, 1))(jnp.asarray(w1), jnp.asarray(w2))
+    expected, expected_grad1 = _np_penalty(variant, w1, w2)
+    _, expected_grad2 = _np_penalty(variant, w2, w1)  # every penalty is symmetric in (W1, W2)
+    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grads[0], expected_grad1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grads[1], expected_grad2, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["squared_cosine", "per_unit_squared_cosine", "cosine", "hinge_cosine"])
+def test_cosine_penalties_have_zero_gradient_at_identical_copies(variant):
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3, 2, 4)), jnp.float32)
+    grads = jax.grad(dreg.penalty_function(variant), argnums=(0, 1))(w, w)
+    for g in grads:
+        np.testing.assert_allclose(g, 0.0, atol=1e-6)
+
+
+def test_negative_distance_warns_and_the_default_does_not():
+    with pytest.warns(UserWarning, match="does not change the network's function"):
+        dreg.dreg_extra_loss("fc", "negative_squared_distance", 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dreg.dreg_extra_loss("fc")
+
+
+def test_coefficient_schedules_and_the_extra_loss():
+    np.testing.assert_allclose(dreg.coefficient_schedule(0.5)(jnp.arange(3)), 0.5)
+    np.testing.assert_allclose(dreg.coefficient_schedule(0.5, "linear_warmup", warmup_steps=4)(jnp.arange(6)),
+                               [0, 0.125, 0.25, 0.375, 0.5, 0.5])
+    decay = dreg.coefficient_schedule(2.0, "cosine_decay", warmup_steps=2, total_steps=6)
+    np.testing.assert_allclose(decay(jnp.arange(8)), [0, 1, 2, 2 * 0.5 * (1 + np.cos(np.pi / 4)), 1,
+                                                      2 * 0.5 * (1 - np.cos(np.pi / 4)), 0, 0], atol=1e-6)
+    for bad in ({"schedule": "step"}, {"schedule": "linear_warmup"}, {"schedule": "cosine_decay", "total_steps": 0}):
+        with pytest.raises(ValueError, match="schedule"):
+            dreg.coefficient_schedule(1.0, **bad)
+
+    params = {"fc": {"kernel_1": jnp.array([[1.0, 0.0]]), "kernel_2": jnp.array([[1.0, 1.0]]), "bias": jnp.zeros(2)}}
+    np.testing.assert_allclose(dreg.dreg_penalty(params, "fc"), 0.5, rtol=1e-6)  # cos = 1 / sqrt 2
+    np.testing.assert_allclose(dreg.dreg_extra_loss("fc", coefficient=0.1)(params, {}, None), 0.05, rtol=1e-6)
+    scheduled = dreg.dreg_extra_loss("params/fc", coefficient=dreg.coefficient_schedule(
+        1.0, "linear_warmup", warmup_steps=4))
+    np.testing.assert_allclose(scheduled(params, {"step": jnp.int32(1)}, None), 0.125, rtol=1e-6)
+    with pytest.raises(ValueError, match="batch\\['step'\\]"):
+        scheduled(params, {}, None)
+
+
+# ---------------------------------------------------------------- training
+
+@pytest.mark.filterwarnings("ignore:DReg penalty")
+def test_distance_penalty_under_sum_leaves_the_function_unchanged():
+    """dreg.md fact 1: with -lambda |W1 - W2|^2 under sum, W1 + W2 follows the lambda = 0 trajectory
+    (SGD with momentum and L2 decay) while W1 - W2 moves."""
+    dataset = blobs_dataset()
+    model = dreg.replicate_model(_model("mlp"), dataset.image_shape)
+    x, labels = jnp.asarray(dataset.train.images), jnp.asarray(dataset.train.labels)
+    tx = optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.05, momentum=0.9))
+    params0 = model.init(jax.random.PRNGKey(0), x[:1])["params"]
+
+    @jax.jit
+    def train(coefficient):
+        extra = dreg.dreg_extra_loss(model.path, "negative_squared_distance", coefficient)
+        loss = lambda p: jnp.mean(cross_entropy(model.apply({"params": p}, x), labels)) + extra(p, {}, None)  # noqa
+
+        def step(carry, _):
+            params, opt_state = carry
+            updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        return jax.lax.scan(step, (params0, tx.init(params0)), length=5)[0][0]
+
+    free, pushed = train(0.0), train(1.0)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 dreg.fold_back(free, model.path), dreg.fold_back(pushed, model.path))
+    difference = lambda p: p["Dense_1"]["kernel_1"] - p["Dense_1"]["kernel_2"]  # noqa: E731
+    assert np.linalg.norm(difference(pushed)) > 1.5 * np.linalg.norm(difference(free))
+
+
+def test_dreg_training_on_one_device_equals_eight_devices():
+    """A few DReg steps (cosine penalty on the classifier): same params on 1 and 8 devices; the copies turn apart."""
+    dataset = blobs_dataset()
+    model = dreg.replicate_model(_model("mlp"), dataset.image_shape)
+    tx = optax.sgd(0.1, momentum=0.9)
+    extra_loss = dreg.dreg_extra_loss(model.path, "cosine", 1.0)
+    init = create_train_state(0, model, tx, dataset.image_shape)
+    finals = []
+    for num_devices in (1, 8):
+        mesh = parallel.make_mesh(num_devices)
+        train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes, extra_loss=extra_loss)
+        state = parallel.replicate(init, mesh)
+        batches = data.TrainBatches(dataset.train, 24, seed=0, prefetch=0)
+        for _ in range(4):
+            state, _ = train_step(state, parallel.shard_batch(next(batches), mesh))
+        finals.append(parallel.fetch(state.params))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), *finals)
+    cos = lambda params: float(dreg.dreg_penalty(params, model.path, dreg.cosine))  # noqa: E731
+    assert cos(finals[0]) < cos(jax.device_get(init.params)) - 0.05
