@@ -102,9 +102,9 @@ def coefficient_schedule(coefficient: float, schedule: str = "constant", *, warm
         return optax.linear_schedule(0.0, coefficient, warmup_steps)
     if schedule == "cosine_decay" and total_steps > warmup_steps >= 0:
         return optax.warmup_cosine_decay_schedule(0.0, coefficient, warmup_steps, total_steps)
-    raise ValueError(f"DReg coefficient schedule {schedule!r} (warmup_steps={warmup_steps}, total_steps={total_steps}): "
-                     f"choose one of {list(SCHEDULES)}; linear_warmup needs warmup_steps > 0, "
-                     "cosine_decay total_steps > warmup_steps")
+    raise ValueError(f"DReg coefficient schedule {schedule!r} (warmup_steps={warmup_steps}, "
+                     f"total_steps={total_steps}): choose one of {list(SCHEDULES)}; linear_warmup needs "
+                     "warmup_steps > 0, cosine_decay total_steps > warmup_steps")
 
 
 def dreg_extra_loss(path: Path, variant: str = "squared_cosine", coefficient: float | optax.Schedule = 1e-2):

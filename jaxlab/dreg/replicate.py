@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -152,7 +153,7 @@ class Replicated:
 
     def init(self, rngs, *args, **kwargs) -> dict:
         """The plain model's init at the same key, then the layer replicated (see the module docstring)."""
-        rngs = dict(rngs) if isinstance(rngs, dict) else {"params": rngs}
+        rngs = dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
         variables = dict(self.base.init(rngs, *args, **kwargs))
         copy_params = None
         if self.init_mode != "split":
