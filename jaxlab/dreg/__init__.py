@@ -18,11 +18,12 @@ from jaxlab.dreg.penalty import (
 )
 from jaxlab.dreg.replicate import (
     COMBINES, INITS, Replicated, fold_back, linear_layers, path_keys, replicate_model, replicate_params,
+    replicated_kernels,
 )
 
 __all__ = [
     "COMBINES", "INITS", "PENALTIES", "SCHEDULES", "Replicated", "coefficient_schedule", "cosine",
     "dreg_extra_loss", "dreg_penalty", "fold_back", "hinge_cosine", "linear_layers", "negative_squared_distance",
     "path_keys", "penalty_function", "per_unit_squared_cosine", "replicate_model", "replicate_params",
-    "squared_cosine",
+    "replicated_kernels", "squared_cosine",
 ]

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlab.dreg.replicate import Path, REPLICATED_KERNELS, path_keys
+from jaxlab.dreg.replicate import Path, replicated_kernels
 from jaxlab.registry import Registry
 
 Penalty = Callable[[jax.Array, jax.Array], jax.Array]
@@ -86,10 +86,7 @@ def penalty_function(variant: str) -> Penalty:
 
 def dreg_penalty(params: dict, path: Path, penalty: Penalty = squared_cosine) -> jax.Array:
     """penalty(W1, W2) of the replicated layer at `path` (unweighted; e.g. to log it)."""
-    layer = params
-    for key in path_keys(path):
-        layer = layer[key]
-    return penalty(*(layer[k] for k in REPLICATED_KERNELS))
+    return penalty(*replicated_kernels(params, path))
 
 
 def coefficient_schedule(coefficient: float, schedule: str = "constant", *, warmup_steps: int = 0,
@@ -112,7 +109,7 @@ def dreg_extra_loss(path: Path, variant: str = "squared_cosine", coefficient: fl
 
     `coefficient`: a float, or a schedule (e.g. coefficient_schedule(...)) evaluated at batch["step"].
     """
-    penalty, keys = penalty_function(variant), path_keys(path)
+    penalty = penalty_function(variant)
 
     def extra_loss(params, batch, rng):
         if not callable(coefficient):
@@ -121,6 +118,6 @@ def dreg_extra_loss(path: Path, variant: str = "squared_cosine", coefficient: fl
             weight = coefficient(batch["step"])
         else:
             raise ValueError("a scheduled DReg coefficient needs the step: the trainer must pass batch['step']")
-        return weight * dreg_penalty(params, keys, penalty)
+        return weight * dreg_penalty(params, path, penalty)
 
     return extra_loss

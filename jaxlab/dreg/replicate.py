@@ -137,6 +137,12 @@ def fold_back(params: dict, path: Path, combine: str = "sum") -> dict:
     return _replace(params, keys, {**layer, "kernel": COMBINES[combine] * (first + second)})
 
 
+def replicated_kernels(params: dict, path: Path) -> tuple[jax.Array, jax.Array]:
+    """(W1, W2) of the replicated layer at `path`."""
+    layer = _get(params, path_keys(path))
+    return layer["kernel_1"], layer["kernel_2"]
+
+
 @dataclasses.dataclass(frozen=True)
 class Replicated:
     """`base` with the layer at `path` replicated; build it with `replicate_model`.
