@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
@@ -118,14 +119,16 @@ def _lbfgs(value_fn, params, tol, max_steps: int, history: int):
 
 
 def _newton(value_fn, params, tol, max_steps: int):
-    """w <- w - H^{-1} g (dense Hessian of the flattened params) until a step starts from ||g|| <= tol."""
+    """w <- w - H^{-1} g (dense Hessian of the flattened params, Cholesky solve: H must be positive
+    definite) until a step starts from ||g|| <= tol."""
     flat, unravel = ravel_pytree(params)
     flat_value = lambda v: value_fn(unravel(v))  # noqa: E731
 
     def step(carry):
         v, count, _ = carry
         grad = jax.grad(flat_value)(v)
-        return v - jnp.linalg.solve(jax.hessian(flat_value)(v), grad), count + 1, jnp.linalg.norm(grad)
+        step = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(jax.hessian(flat_value)(v)), grad)
+        return v - step, count + 1, jnp.linalg.norm(grad)
 
     start = (flat, 0, jnp.asarray(jnp.inf, flat.dtype))
     return unravel(jax.lax.while_loop(lambda carry: (carry[1] < max_steps) & (carry[2] > tol), step, start)[0])

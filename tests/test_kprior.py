@@ -1,0 +1,230 @@
+"""K-priors on small GLMs in float64: exact gradient reconstruction with M = D, every adaptation
+task converging to its retrained solution, and lambda memories beating low-lambda ones."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab import kprior
+from jaxlab.models.glm import polynomial_features
+from jaxlab.models.mlp import MLP
+
+DELTA = 1.0
+NUM_INPUTS = 4
+SOLVE = dict(method="newton", tol=1e-12, max_steps=50)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float64():
+    """x64 for this module only (restored afterwards, so other modules keep float32)."""
+    previous = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+def glm(params, inputs):
+    """f_w(x) = [1, x]^T w = polynomial_features(x, 1)^T w (jaxlab's GLM module computes in float32;
+    plain jnp keeps float64, and the concatenation compiles faster than the general features)."""
+    return jnp.concatenate([jnp.ones_like(inputs[:, :1]), inputs], axis=1) @ params
+
+
+def glm2(params, inputs):
+    """Degree-2 GLM; its first 1 + NUM_INPUTS features are glm's."""
+    return linear(params, polynomial_features(inputs, 2))
+
+
+def linear(params, features):
+    return features @ params
+
+
+def num_features(degree):
+    return polynomial_features(jnp.zeros((1, NUM_INPUTS)), degree).shape[1]
+
+
+def make_data(seed, n, loss):
+    rng = np.random.default_rng(seed)
+    inputs = rng.normal(size=(n, NUM_INPUTS))
+    score = inputs @ np.array([1.5, -1.0, 0.5, 0.0]) + 0.5 * rng.normal(size=n)
+    labels = (score > 0).astype(np.int64)
+    targets = {"softmax": np.eye(2)[labels], "sigmoid": labels[:, None] * 1.0, "squared": score[:, None]}[loss.name]
+    return jnp.asarray(inputs), jnp.asarray(targets), labels
+
+
+def fit(apply_fn, inputs, targets, loss, delta=DELTA, degree=1):
+    start = jnp.zeros((num_features(degree), targets.shape[1]))
+    return kprior.minimize(kprior.regularised_loss, start, apply_fn, inputs, targets, delta, loss, **SOLVE)
+
+
+def random_params(seed, like, scale=1.0, count=None):
+    """N(0, scale^2) params shaped like `like`, or `count` of them stacked."""
+    shape = like.shape if count is None else (count, *like.shape)
+    return scale * jnp.asarray(np.random.default_rng(seed).normal(size=shape))
+
+
+def relative_gradient_errors(objective, reference, points):
+    """gradient_error(...).relative at each of the stacked points, in one compiled call."""
+    return jax.jit(jax.vmap(lambda w: kprior.gradient_error(objective, reference, w).relative))(points)
+
+
+def call(params, objective):
+    """objective(params), for minimize with a pytree objective (a KPrior) passed as data."""
+    return objective(params)
+
+
+@pytest.fixture(scope="module")
+def base(float64):
+    inputs, targets, labels = make_data(0, 40, kprior.SOFTMAX)
+    return inputs, targets, labels, fit(glm, inputs, targets, kprior.SOFTMAX)
+
+
+# ---------------------------------------------------------------- the prior
+
+
+@pytest.mark.parametrize("loss", [kprior.SOFTMAX, kprior.SIGMOID, kprior.SQUARED], ids=lambda loss: loss.name)
+def test_kprior_gradient(float64, loss):
+    """jax.grad K(w) = Phi^T (h(Phi w) - h(Phi w*)) + delta (w - w*) (the official code's gradient), and with
+    w* = argmin Lbar and M = D it equals grad Lbar(w) at any w (GLM)."""
+    inputs, targets, _ = make_data(0, 40, loss)
+    w_star = fit(glm, inputs, targets, loss)
+    prior = kprior.make_kprior(glm, w_star, inputs, DELTA, loss)
+    past = functools.partial(kprior.regularised_loss, apply_fn=glm, inputs=inputs, targets=targets, delta=DELTA,
+                             loss=loss)
+
+    @jax.jit
+    def check(points):
+        features = jnp.concatenate([jnp.ones_like(inputs[:, :1]), inputs], axis=1)
+        formula = jax.vmap(lambda w: features.T @ (loss.inverse_link(features @ w) - prior.anchor_predictions)
+                           + DELTA * (w - w_star))(points)
+        return jax.vmap(jax.grad(prior))(points), formula, relative_gradient_errors(prior, past, points)
+
+    grads, formula, errors = check(random_params(1, w_star, count=3))
+    np.testing.assert_allclose(grads, formula, rtol=1e-12, atol=1e-12)
+    assert np.all(errors < 1e-8), (loss.name, errors)
+
+
+def mlp_params(seed, sizes):
+    """Flax MLP variables drawn with numpy (no jax.random: its compilation is slow on CPU)."""
+    rng = np.random.default_rng(seed)
+    return {"params": {f"Dense_{i}": {"kernel": rng.normal(size=(n_in, n_out)) / np.sqrt(n_in),
+                                      "bias": rng.normal(size=n_out)}
+                       for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))}}
+
+
+def test_network_kprior_gradient_is_jacobian_transpose_residual(float64):
+    """Flax MLP, no weight term: grad = J^T (h(f_theta) - soft labels) + delta theta; KPrior passes through jit."""
+    model = MLP(2, (8,))  # computes in float32
+    inputs, _, _ = make_data(5, 16, kprior.SOFTMAX)
+    teacher, student = mlp_params(0, (NUM_INPUTS, 8, 2)), mlp_params(1, (NUM_INPUTS, 8, 2))
+    prior = kprior.make_kprior(model.apply, teacher, inputs, DELTA, weight_term=False)
+
+    @jax.jit
+    def grad_and_formula(student, prior):
+        outputs, vjp = jax.vjp(lambda params: model.apply(params, inputs), student)
+        (residual_grad,) = vjp(jax.nn.softmax(outputs) - prior.anchor_predictions)
+        return jax.grad(call)(student, prior), jax.tree.map(lambda g, p: g + DELTA * p, residual_grad, student)
+
+    grad, expected = grad_and_formula(student, prior)
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), grad, expected)
+
+
+# ---------------------------------------------------------------- adaptation tasks, M = D
+
+
+def make_task(name, base):
+    """(objective, args, retraining data (inputs, targets, delta), start) of one task with M = D;
+    the K-prior objective is objective(w, *args), the retraining one regularised_loss on the GLM."""
+    inputs, targets, _, w_star = base
+    prior = kprior.make_kprior(glm, w_star, inputs, DELTA)
+    if name == "add_data":
+        new_inputs, new_targets, _ = make_data(6, 10, kprior.SOFTMAX)
+        retrain = (jnp.concatenate([inputs, new_inputs]), jnp.concatenate([targets, new_targets]), DELTA)
+        return kprior.add_data, (prior, new_inputs, new_targets), retrain, w_star
+    if name == "remove_data":
+        return kprior.remove_data, (prior, inputs[:6], targets[:6]), (inputs[6:], targets[6:], DELTA), w_star
+    if name == "change_regulariser":
+        return kprior.change_regulariser, (prior, 5.0), (inputs, targets, 5.0), w_star
+    assert name == "change_model"  # GLM degree 2 -> 1, P keeps the weights of the shared features
+    w_star2 = fit(linear, polynomial_features(inputs, 2), targets, kprior.SOFTMAX, degree=2)  # = argmin for glm2
+    prior = kprior.change_model_prior(glm2, w_star2, glm, inputs, DELTA,
+                                      projection=kprior.polynomial_projection(NUM_INPUTS, 1))
+    return call, (prior,), (inputs, targets, DELTA), jnp.zeros_like(w_star)
+
+
+TASKS = ["add_data", "remove_data", "change_regulariser", "change_model"]
+
+
+@jax.jit
+def retraining_gradient_norm(inputs, targets, delta, params):
+    """||grad R(w)|| of the retraining objective R = regularised_loss; R is delta-strongly convex, so
+    ||w - argmin R|| <= ||grad R(w)|| / delta (a certificate that w is the retrained solution)."""
+    grad = jax.grad(kprior.regularised_loss)(params, glm, inputs, targets, delta)
+    return jnp.linalg.norm(grad)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_task_has_the_retraining_gradient_and_solution(base, name):
+    """M = D: relative gradient error < 1e-8 at random w, and minimising the K-prior objective lands
+    within 1e-10 of the retrained solution (||grad R|| <= 1e-10 delta at the K-prior solution)."""
+    objective, args, (inputs, targets, delta), start = make_task(name, base)
+    adapted = kprior.minimize(objective, start, *args, **SOLVE)
+
+    @jax.jit
+    def check(points, adapted):
+        retrain = functools.partial(kprior.regularised_loss, apply_fn=glm, inputs=inputs, targets=targets,
+                                    delta=delta)
+        errors = relative_gradient_errors(lambda w: objective(w, *args), retrain, points)
+        return errors, retraining_gradient_norm(inputs, targets, delta, adapted)
+
+    errors, distance_bound = check(random_params(0, start, count=3), adapted)
+    assert np.all(errors < 1e-8), (name, errors)
+    assert distance_bound < 1e-10 * delta, (name, distance_bound)
+
+
+def test_replay_with_full_memory_is_batch(base):
+    inputs, targets, _, w_star = base
+    new_inputs, new_targets, _ = make_data(6, 10, kprior.SOFTMAX)
+
+    @jax.jit
+    def replay_and_batch(w):
+        batch = kprior.regularised_loss(w, glm, jnp.concatenate([inputs, new_inputs]),
+                                        jnp.concatenate([targets, new_targets]), DELTA)
+        return kprior.replay(w, glm, inputs, targets, DELTA, new_inputs=new_inputs, new_targets=new_targets), batch
+
+    np.testing.assert_allclose(*replay_and_batch(random_params(0, w_star)), rtol=1e-12)
+
+
+def test_continual_learning_with_full_memory_matches_batch_training(float64):
+    """Two tasks, every point kept: the K-prior chain reaches argmin of Lbar on D1 u D2 (within
+    1e-10, see retraining_gradient_norm). Task sizes match the tests above: their compiled solvers
+    are reused."""
+    tasks = [make_data(7, 40, kprior.SOFTMAX), make_data(8, 10, kprior.SOFTMAX)]
+    history, prior = kprior.continual_learning(tasks, jnp.zeros((num_features(1), 2)), glm, DELTA,
+                                               memory_per_task=40, selection="all", **SOLVE)
+    assert len(history) == 2 and prior.memory_size == 50
+    inputs, targets = (jnp.concatenate([task[i] for task in tasks]) for i in (0, 1))
+    assert retraining_gradient_norm(inputs, targets, DELTA, history[-1]) < 1e-10 * DELTA
+
+
+# ---------------------------------------------------------------- subset memory
+
+
+def test_lambda_memory_reconstructs_the_gradient_better_than_low_lambda_memory(base):
+    """The error ~ sum_{i not in M} lambda_i phi_i phi_i^T (w - w*) is smaller when M keeps the largest lambda."""
+    inputs, targets, labels, w_star = base
+    past = functools.partial(kprior.regularised_loss, apply_fn=glm, inputs=inputs, targets=targets, delta=DELTA)
+    scores = kprior.memory_scores(glm(w_star, inputs))
+    memories = np.stack([kprior.select_memory(labels, 12, "lambda", scores=scores, largest=largest)
+                         for largest in (True, False)])
+    points = w_star + random_params(0, w_star, 0.3, count=4)
+
+    @jax.jit
+    @functools.partial(jax.vmap, in_axes=(0, None))
+    def errors(memory, points):
+        prior = kprior.make_kprior(glm, w_star, inputs[memory], DELTA)
+        return relative_gradient_errors(prior, past, points)
+
+    highest, lowest = errors(memories, points)
+    assert np.all(highest < lowest), (highest, lowest)
