@@ -105,6 +105,14 @@ def test_kprior_gradient(float64, loss):
     assert np.all(errors < 1e-8), (loss.name, errors)
 
 
+def test_lbfgs_with_the_official_rescaling_reaches_the_newton_solution(base):
+    """minimize's default L-BFGS (zoom line search) on Lbar / N: ||grad Lbar|| <= N tol, so within N tol / delta."""
+    inputs, targets, _, w_star = base
+    solution = kprior.minimize(kprior.regularised_loss, jnp.zeros_like(w_star), glm, inputs, targets, DELTA,
+                               tol=1e-11, scale=inputs.shape[0])
+    np.testing.assert_allclose(solution, w_star, atol=inputs.shape[0] * 1e-11 / DELTA)
+
+
 def mlp_params(seed, sizes):
     """Flax MLP variables drawn with numpy (no jax.random: its compilation is slow on CPU)."""
     rng = np.random.default_rng(seed)

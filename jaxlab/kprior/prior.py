@@ -135,6 +135,8 @@ class KPrior:
 
     `apply_fn` is the model being trained (for a change of model, the NEW model; the soft labels
     came from the old one). Pass it through jit as an argument rather than closing over it.
+    As `extra_loss` of `jaxlab.train.step.make_train_step`, whose data loss is a batch MEAN, use
+    `lambda params, batch, rng: prior(params) / num_new_examples` (the summed objective over N_new).
     """
 
     memory_inputs: jax.Array

@@ -5,13 +5,15 @@ w* = argmin Lbar, delta its L2 strength. All objectives are sums over examples. 
 the exact w* of a GLM, each K-prior objective has the gradient of its exact-retraining objective
 at every w (the K-prior swaps in for Lbar), hence the same minimiser:
 
-    task                 exact retraining            K-prior objective                        Replay
-    add data D+          Lbar + sum_{D+} l           sum_{D+} l + K(w)                        sum_{M u D+} l + delta/2 ||w||^2
-    remove data D- in M  Lbar - sum_{D-} l           K(w) - sum_{D-} l                        sum_{M \\ D-} l + delta/2 ||w||^2
-    delta -> delta'      sum_D l + delta'/2 ||w||^2  K(w) + (delta' - delta)/2 ||w||^2        sum_M l + delta'/2 ||w||^2
-    change GLM features  retrain on new features     sum_M l(h(f_*^old), f_theta)             replay with the new model
-                                                       + delta/2 ||theta - P w*||^2
-    change network       retrain the new network     same without the weight term: distillation on M
+    task                 exact retraining             K-prior objective
+    add data D+          Lbar + sum_{D+} l            sum_{D+} l + K(w)
+    remove data D- in M  Lbar - sum_{D-} l            K(w) - sum_{D-} l
+    delta -> delta'      sum_D l + delta'/2 ||w||^2   K(w) + (delta' - delta)/2 ||w||^2
+    change GLM features  retrain on new features      sum_M l(h(f_*^old), f_theta) + delta/2 ||theta - P w*||^2
+    change network       retrain the new network      the same without the weight term: distillation on M
+
+Replay, the baseline: the same memory points with their TRUE labels, sum_{M u D+} l (M minus D-
+for removal) + delta/2 ||w||^2 (delta' for the new regulariser; the new model for a change of model).
 
 The change-regulariser objective equals sum_M l(h(f_*), f_w) + delta'/2 ||w||^2 - delta <w*, w> up
 to the constant delta/2 ||w*||^2. Knowledge distillation is the change of network with M = D.
@@ -127,8 +129,8 @@ def _newton(value_fn, params, tol, max_steps: int):
     def step(carry):
         v, count, _ = carry
         grad = jax.grad(flat_value)(v)
-        step = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(jax.hessian(flat_value)(v)), grad)
-        return v - step, count + 1, jnp.linalg.norm(grad)
+        direction = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(jax.hessian(flat_value)(v)), grad)
+        return v - direction, count + 1, jnp.linalg.norm(grad)
 
     start = (flat, 0, jnp.asarray(jnp.inf, flat.dtype))
     return unravel(jax.lax.while_loop(lambda carry: (carry[1] < max_steps) & (carry[2] > tol), step, start)[0])
@@ -154,8 +156,8 @@ def minimize(objective: Callable[..., jax.Array], params, *args, method: str = "
 
     method "lbfgs": optax.lbfgs with its default zoom line search (strong Wolfe conditions) and
     `history` past updates; stops when ||grad|| <= tol (of the scaled objective). "newton":
-    undamped Newton steps with the dense Hessian, for small, strictly convex problems (GLMs in
-    float64 in the tests: machine precision in a handful of steps); stops after the first step
+    undamped Newton steps with the dense Hessian (Cholesky solve), for small, strictly convex
+    problems (GLMs in float64 in the tests: machine precision in a handful of steps); stops after the first step
     taken from a point with ||grad|| <= tol. Both stop after max_steps; tol=0 runs exactly
     max_steps steps.
 
