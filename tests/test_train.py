@@ -176,3 +176,13 @@ def test_bfloat16_training_and_tensorboard(tmp_path):
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(result["state"].params))
     events = list((tmp_path / "bf16" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_extra_loss_sees_the_step(tmp_path):
+    """extra_loss gets batch["step"] (for coefficient schedules): here a loss of 100 * step shows in the log."""
+    config = tiny_config(**{"training.num_train_steps": 3, "log_every_steps": 1})
+    steps_seen = lambda params, batch, rng: 100.0 * batch["step"].astype(jnp.float32)  # noqa: E731
+    train_and_evaluate(config, str(tmp_path / "run"), extra_loss=steps_seen)
+    with open(tmp_path / "run" / "train.jsonl") as f:
+        losses = [json.loads(line)["loss"] for line in f]
+    assert len(losses) == 3 and all(90 < b - a < 110 for a, b in zip(losses, losses[1:]))

@@ -13,9 +13,8 @@ With a = vec W1, b = vec W2 and cos(a, b) = <a, b> / (|a| |b|):
 Every cosine has zero gradient at W1 = W2 (d cos / da = b / (|a||b|) - cos a / |a|^2 = 0
 there): initialise the copies independently.
 
-The penalty enters the trainer as an ExtraLoss, lambda(step) * penalty(W1, W2). The ExtraLoss
-protocol passes no step; a constant lambda needs none, a scheduled one reads batch["step"],
-which make_train_step has to supply (proposed: call extra_loss with {**batch, "step": state.step}).
+The penalty enters the trainer as an ExtraLoss, lambda(step) * penalty(W1, W2); a scheduled lambda
+reads batch["step"], which make_train_step supplies.
 """
 
 from __future__ import annotations

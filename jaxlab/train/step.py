@@ -25,7 +25,8 @@ Batch = dict[str, jax.Array]
 class ExtraLoss(Protocol):
     """An extra term added to the task loss (K-prior, DReg penalty, ...).
 
-    Called per device with the local shard of the batch; its value is averaged over devices.
+    Called per device with the local shard of the batch, plus batch["step"] (the step being taken,
+    for coefficient schedules); its value is averaged over devices.
     """
 
     def __call__(self, params, batch: Batch, rng: jax.Array) -> jax.Array: ...
@@ -82,7 +83,7 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
             logits, mutated = model.apply(_variables(params, state.batch_stats), images, train=True,
                                           mutable=["batch_stats"])
             task = jnp.mean(soft_cross_entropy(logits, targets, label_smoothing))
-            local = task if extra_loss is None else task + extra_loss(params, batch, extra_rng)
+            local = task if extra_loss is None else task + extra_loss(params, {**batch, "step": state.step}, extra_rng)
             return jax.lax.pmean(local, parallel.AXIS), (task, logits, mutated)
 
         (loss, (task, logits, mutated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
