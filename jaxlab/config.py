@@ -111,6 +111,32 @@ def base_config() -> ml_collections.ConfigDict:
         intervention_strength=1.0,  # the strength for treated classes (1.0: no random crop)
     ))
 
+    config.kprior = ml_collections.ConfigDict(dict(  # experiment="kprior_adaptation" (jaxlab.kprior.experiments)
+        protocol="adult",         # adult (random subset, top-lambda removal) | usps_odd_even (digit splits)
+        tasks=("add_data", "remove_data", "change_regularizer", "change_model"),
+        methods=("kprior", "replay", "batch"),  # batch = full retraining (= Replay with 100% memory)
+        memory_fractions=(1.0, 0.5, 0.2, 0.1, 0.07, 0.05, 0.02),  # of the past data
+        seeds=(0, 1, 2),
+        memory_selection="lambda",  # lambda (class-balanced top h'(f)) | random (class-balanced)
+        delta=5.0,                # L2 strength of the base model (and of the K-prior's weight term)
+        change_regularizer_deltas=(50.0, 5.0),  # change_regularizer: delta old -> new
+        change_model_degree=2,    # change_model, GLM: base degree -> model.polynomial_degree
+        change_model_hidden_sizes=(100, 100),   # change_model, MLP: base widths -> model.hidden_sizes
+        subset_fraction=0.01,     # adult: random subset of the train split for add_data / change_*
+        add_fraction=0.1,         # adult add_data: the last 10% of the subset is the new data
+        remove_count=100,         # adult remove_data: the highest-lambda points removed (class-balanced)
+        add_digit=9,              # usps_odd_even add_data: new data = this digit
+        remove_digit=8,           # usps_odd_even remove_data: removed (and left out of the test set)
+        usps_range=(0.0, 1.0),    # usps source: ESL pixels [-1, 1] mapped to this range
+        solver="lbfgs",           # lbfgs | newton (GLMs) | adam (networks)
+        steps=1000,               # max L-BFGS / Newton steps, or Adam steps
+        tol=1e-6,                 # L-BFGS / Newton: stop at ||grad|| <= tol (objective / (N_new + |M|))
+        history=100,              # L-BFGS memory
+        learning_rate=0.005,      # Adam
+        vectorize_fractions=True,  # True: padded 0/1 memory, vmapped over seeds x fractions (GLMs)
+        float64=False,            # x64 for the whole experiment
+    ))
+
     config.eval_batch_size = 512
     config.eval_every_steps = 0      # 0: evaluate once per epoch
     config.log_every_steps = 20

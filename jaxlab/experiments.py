@@ -30,6 +30,13 @@ def augmentation_sweep(config, workdir: str) -> dict:
     return run_sweep(config, workdir)
 
 
+@register("kprior_adaptation")
+def kprior_adaptation(config, workdir: str) -> dict:
+    """K-prior vs Replay vs Batch on the paper's adaptation tasks over memory sizes and seeds."""
+    from jaxlab.kprior.experiments import run_kprior_experiment
+    return run_kprior_experiment(config, workdir)
+
+
 def run(config, workdir: str) -> dict:
     """Run the experiment `config.experiment` into `workdir`."""
     return EXPERIMENTS.lookup(config.experiment)(config, workdir)

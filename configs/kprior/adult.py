@@ -1,0 +1,44 @@
+"""K-priors on UCI Adult (LIBSVM a7a), linear softmax GLM: the paper's Adult figure.
+
+    python -m jaxlab.main --config=configs/kprior/adult.py --workdir=workdirs/kprior_adult \
+        --config.data.dir=/path/to/a7a      # a7a + a7a_test; defaults to ../shared/data/a7a if present
+
+All four tasks (add_data, remove_data, change_regularizer 50 -> 5, change_model degree 2 -> 1) x K-prior,
+Replay and Batch (= full retraining, also Replay with 100% memory) x memory 100, 50, 20, 10, 7, 5, 2% x 3 seeds,
+with the official code's settings: bias + 123 features, 2-output softmax, zero init, delta 5, a random 1% subset
+(161 points, drawn from the seed) for add / change tasks, all 16,100 points for remove_data (the 100
+highest-lambda points removed). Solver: optax L-BFGS with zoom line search (history 100, <= 1000 steps,
+||grad|| <= 1e-6 on the objective / (N_new + |M|)), float32; the official code runs 1000 fixed-step L-BFGS steps.
+Produces results.json (task, method, memory_fraction, seed, test_accuracy, grad_error) and accuracy_vs_memory.png.
+Cost: about a minute on 2 CPU cores (benchmarks/README.md, "K-priors"); the official code took ~19 CPU-minutes.
+"""
+
+import os
+
+from jaxlab.config import base_config
+
+_SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+
+
+def get_config():
+    config = base_config()
+    config.experiment = "kprior_adaptation"
+    config.data.source = "svmlight"
+    config.data.name = "a7a"
+    config.data.dir = os.path.join(_SHARED, "a7a") if os.path.isdir(os.path.join(_SHARED, "a7a")) else ""
+    config.model.name = "glm"
+    config.model.polynomial_degree = 1
+    k = config.kprior
+    k.protocol = "adult"
+    k.delta = 5.0
+    k.change_regularizer_deltas = (50.0, 5.0)
+    k.change_model_degree = 2
+    k.subset_fraction = 0.01
+    k.add_fraction = 0.1
+    k.remove_count = 100
+    k.solver = "lbfgs"
+    k.steps = 1000
+    k.history = 100
+    k.tol = 1e-6
+    k.vectorize_fractions = True
+    return config
