@@ -16,6 +16,7 @@ def _sweep_config(**overrides):
     config = tiny_config(**{"experiment": "augmentation_sweep", "training.num_train_steps": 4,
                             "training.batch_size": 32, "eval_batch_size": 40, **overrides})
     config.augment.pipeline = "rrc(size=4, scale=(crop_scale, 1.0))"
+    config.augment.tables = {"crop_scale": {"default": 1.0}}  # as the configs declare it
     config.sweep.strengths = (0.3, 1.0)
     config.sweep.seeds = (0, 1)
     return config

@@ -71,12 +71,16 @@ def run_name(strength: float, seed: int) -> str:
     return f"strength={strength:g}_seed={seed}"
 
 
-def _run_config(config, *, seed: int, table):
+def _run_config(config, *, seed: int, table: list[float] | float):
+    """The train config of one run: its seed, and the sweep's table set to one strength or per-class strengths."""
+    values = {"default": float(table)} if np.ndim(table) == 0 else {str(k): float(v) for k, v in enumerate(table)}
     run_config = config.copy_and_resolve_references()
     with run_config.unlocked():
         run_config.experiment = "train"
         run_config.seed = int(seed)
-        run_config.augment.tables[config.sweep.parameter] = table
+        tables = run_config.augment.tables.to_dict()
+        tables[config.sweep.parameter] = values
+        run_config.augment.tables = tables
     return run_config
 
 
@@ -178,7 +182,7 @@ def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh
     sweep, cw = config.sweep, config.classwise
     strengths, seeds = [float(s) for s in sweep.strengths], [int(r) for r in sweep.seeds]
 
-    runs = [(run_name(s, r), _run_config(config, seed=r, table={"default": s})) for s in strengths for r in seeds]
+    runs = [(run_name(s, r), _run_config(config, seed=r, table=s)) for s in strengths for r in seeds]
     mine = [run for i, run in enumerate(runs) if i % sweep.num_shards == sweep.shard_index]
     if not _train_runs(config, workdir, mine, dataset, mesh):
         return {"finished": False}
