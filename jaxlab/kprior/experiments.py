@@ -36,7 +36,8 @@ Vectorisation (config.kprior.vectorize_fractions):
   False (MLPs): per fraction, the memory points are gathered (padded across seeds with weight 0)
         and the solver is vmapped over seeds only: small fractions cost little, one compile
         per fraction.
-Base models are vmapped over seeds. The solvers: `kprior.minimize` (optax L-BFGS with zoom line
+Base models are vmapped over seeds. Where the seed cannot change the problem (`seed_dependent`: e.g. USPS
+GLMs, Adult remove_data) one seed is solved and its records are copied to the others (spread 0). The solvers: `kprior.minimize` (optax L-BFGS with zoom line
 search, or Newton) for GLMs, full-batch Adam for networks; objectives are divided by
 (N_new + |M|) as in the official code (a rescaling, same minimiser).
 
@@ -345,9 +346,27 @@ def _one_hot(labels, num_classes, dtype):
 
 # ------------------------------------------------------------------------------------ one task
 
+def seed_dependent(task: str, config) -> bool:
+    """Whether the seed changes the problem: the random subset (adult, except remove_data), a random memory,
+    or a network's initialisation. Otherwise every seed is the same problem: solved once, records copied."""
+    k = config.kprior
+    return ((k.protocol == "adult" and task != "remove_data") or k.memory_selection == "random"
+            or config.model.name != "glm")
+
+
 def _run_task(task: str, arrays, config, dtype, solver: Solver, log) -> list[dict]:
     k = config.kprior
-    seeds, fractions = tuple(k.seeds), tuple(float(f) for f in k.memory_fractions)
+    if not seed_dependent(task, config) and len(k.seeds) > 1:
+        log(f"{task}: the seed changes nothing here (fixed split, zero init, lambda memory): "
+            f"solved for seed {k.seeds[0]}, records copied to seeds {tuple(k.seeds[1:])}")
+        records = _run_task_seeds(task, arrays, config, (k.seeds[0],), dtype, solver, log)
+        return [dict(r, seed=int(seed)) for seed in k.seeds for r in records]
+    return _run_task_seeds(task, arrays, config, tuple(k.seeds), dtype, solver, log)
+
+
+def _run_task_seeds(task: str, arrays, config, seeds, dtype, solver: Solver, log) -> list[dict]:
+    k = config.kprior
+    fractions = tuple(float(f) for f in k.memory_fractions)
     num_classes = 2
     glm = config.model.name == "glm"
     if glm:
