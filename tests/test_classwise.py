@@ -141,7 +141,8 @@ def test_intervention_compare_pairs_seeds():
     labels = np.array([0, 0, 1, 1])
     baseline = np.array([[1, 0, 1, 1], [1, 1, 1, 1]])  # class 0 accuracy 0.5, 0.0
     treated = np.array([[0, 0, 1, 1], [0, 1, 1, 1]])   # class 0 accuracy 1.0, 0.5
-    result = intervention.compare(labels, baseline, treated, 2, [0, 1])
+    result = intervention.compare(labels, baseline, treated, 2, [0])
+    assert result["treated"] == [0] and sorted(result["per_class"]) == [0, 1]  # untreated classes reported too
     assert result["per_class"][0]["change"] == pytest.approx(0.5) and result["per_class"][0]["change_ci"] == 0
     assert result["per_class"][1]["change"] == 0
     assert result["average"]["change"] == pytest.approx(0.25)

@@ -69,7 +69,8 @@ def intervention_table(treated: Sequence[int], num_classes: int, *, treated_stre
 def compare(labels, baseline, treated, num_classes: int, classes: Sequence[int]) -> dict:
     """Per-class and average accuracy change, treated - baseline, paired by seed (both (R, N)).
 
-    Returns the seed-mean change and its Student-t CI half-width for each of `classes` and the average.
+    Returns the seed-mean change and its Student-t CI half-width for every class ("per_class"; the
+    treated `classes` are listed under "treated") and for the average.
     """
     labels = np.asarray(labels)
     base_acc = metrics.per_class_accuracy(labels, baseline, num_classes)  # (R, K)
@@ -77,7 +78,7 @@ def compare(labels, baseline, treated, num_classes: int, classes: Sequence[int])
     base_fp = metrics.false_positives(labels, baseline, num_classes)
     new_fp = metrics.false_positives(labels, treated, num_classes)
     per_class = {}
-    for k in classes:
+    for k in range(num_classes):
         change, half = metrics.mean_and_ci(new_acc[:, k] - base_acc[:, k])
         per_class[int(k)] = {"baseline": float(np.mean(base_acc[:, k])), "treated": float(np.mean(new_acc[:, k])),
                              "change": float(change), "change_ci": float(half),
@@ -86,5 +87,6 @@ def compare(labels, baseline, treated, num_classes: int, classes: Sequence[int])
     base_avg = (np.asarray(baseline) == labels).mean(axis=-1)
     new_avg = (np.asarray(treated) == labels).mean(axis=-1)
     change, half = metrics.mean_and_ci(new_avg - base_avg)
-    return {"per_class": per_class, "average": {"baseline": float(base_avg.mean()), "treated": float(new_avg.mean()),
-                                                "change": float(change), "change_ci": float(half)}}
+    return {"treated": sorted(int(k) for k in classes), "per_class": per_class,
+            "average": {"baseline": float(base_avg.mean()), "treated": float(new_avg.mean()),
+                        "change": float(change), "change_ci": float(half)}}

@@ -158,6 +158,17 @@ def write_report(workdir: str, analysis: dict, comparison: dict | None = None) -
                 lines.append(f"| {names[k]} | {_fmt(c['baseline'])} | {_fmt(c['treated'])} | "
                              f"{c['change']:+.3f} ± {_fmt(c['change_ci'])} | "
                              f"{c['false_positives_baseline']:.1f} → {c['false_positives_treated']:.1f} |")
+            others = sorted((k for k in comparison["per_class"] if k not in comparison["treated"]),
+                            key=lambda k: comparison["per_class"][k]["change"])[:TOP]
+            if others:
+                lines += ["", "The untreated classes that changed most (largest losses first):", "",
+                          "| class | accuracy at s* | class-conditional | change | false positives (before → after) |",
+                          "|---|---|---|---|---|"]
+                for k in others:
+                    c = comparison["per_class"][k]
+                    lines.append(f"| {names[k]} | {_fmt(c['baseline'])} | {_fmt(c['treated'])} | "
+                                 f"{c['change']:+.3f} ± {_fmt(c['change_ci'])} | "
+                                 f"{c['false_positives_baseline']:.1f} → {c['false_positives_treated']:.1f} |")
             lines += ["", f"Average accuracy: {_fmt(avg_change['baseline'])} → {_fmt(avg_change['treated'])} "
                       f"({avg_change['change']:+.4f} ± {_fmt(avg_change['change_ci'], 4)}).",
                       "", "![intervention](intervention.png)"]

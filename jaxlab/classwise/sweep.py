@@ -241,7 +241,7 @@ def _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predict
         raise ValueError("the intervention runs were evaluated on different labels than the sweep")
     comparison = intervention_lib.compare(labels, predictions[best], treated_predictions, dataset.num_classes,
                                           treated)
-    comparison.update(pairs=[list(p) for p in pairs], treated=treated, table=table,
+    comparison.update(pairs=[list(p) for p in pairs], table=table,
                       baseline_strength=strengths[best], treated_strength=cw.intervention_strength)
     write_json(os.path.join(workdir, "intervention.json"), comparison)
     return comparison
