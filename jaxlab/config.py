@@ -135,6 +135,7 @@ def base_config() -> ml_collections.ConfigDict:
         learning_rate=0.005,      # Adam
         vectorize_fractions=True,  # True: padded 0/1 memory, vmapped over seeds x fractions (GLMs)
         float64=False,            # x64 for the whole experiment
+        dedupe_seeds=False,       # solve seed-independent problems once and copy the records
     ))
 
     config.eval_batch_size = 512

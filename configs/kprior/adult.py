@@ -7,7 +7,7 @@ All four tasks (add_data, remove_data, change_regularizer 50 -> 5, change_model 
 Replay and Batch (= full retraining, also Replay with 100% memory) x memory 100, 50, 20, 10, 7, 5, 2% x 3 seeds,
 with the official code's settings: bias + 123 features, 2-output softmax, zero init, delta 5, a random 1% subset
 (161 points, drawn from the seed) for add / change tasks, all 16,100 points for remove_data (the 100
-highest-lambda points removed; no randomness there: solved once, records copied to the 3 seeds). Solver: optax L-BFGS with zoom line search (history 100, <= 1000 steps,
+highest-lambda points removed; no randomness there: the 3 seeds agree). Solver: optax L-BFGS with zoom line search (history 100, <= 1000 steps,
 ||grad|| <= 1e-6 on the objective / (N_new + |M|)), float32; the official code runs 1000 fixed-step L-BFGS steps.
 Produces results.json (task, method, memory_fraction, seed, test_accuracy, grad_error) and accuracy_vs_memory.png.
 Cost: about a minute on 2 CPU cores (benchmarks/README.md, "K-priors"); the official code took ~19 CPU-minutes.
