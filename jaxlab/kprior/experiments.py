@@ -483,6 +483,9 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solver: Solver, log
                 log(f"{task}: {method} fraction {fractions[j]} ({size} points) done")
         accuracy, absolute, relative = (np.concatenate([np.asarray(o[i]) for o in outputs], axis=1) for i in range(3))
         method_results[method] = (accuracy, relative, absolute)
+        if not np.all(np.isfinite(relative)):  # e.g. undamped Newton diverging on a tiny, separable memory
+            log(f"WARNING {task}: {method} has non-finite gradient errors at fractions "
+                f"{sorted({fractions[j] for j in np.flatnonzero(~np.isfinite(relative).all(0))})}: use solver=lbfgs")
         log(f"{task}: {method} ({len(seeds)} seeds x {len(fractions)} fractions) {time.perf_counter() - tic:.1f}s, "
             "accuracy by fraction " + " ".join(f"{f:g}:{a:.3f}" for f, a in zip(fractions, accuracy.mean(0))))
 
