@@ -10,7 +10,8 @@ with the official code's settings: bias + 123 features, 2-output softmax, zero i
 highest-lambda points removed; no randomness there: the 3 seeds agree). Solver: optax L-BFGS with zoom line search (history 100, <= 1000 steps,
 ||grad|| <= 1e-6 on the objective / (N_new + |M|)), float32; the official code runs 1000 fixed-step L-BFGS steps.
 Produces results.json (task, method, memory_fraction, seed, test_accuracy, grad_error) and accuracy_vs_memory.png.
-Cost: about a minute on 2 CPU cores (benchmarks/README.md, "K-priors"); the official code took ~19 CPU-minutes.
+Cost: 2.5-3.5 minutes on 2 shared CPU cores, compilation included (benchmarks/README.md, "K-priors"); the note
+reports ~19 CPU-minutes for the official code.
 """
 
 import os

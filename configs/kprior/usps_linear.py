@@ -11,8 +11,9 @@ on the other digits. The USPS scaling: the ESL copy's pixels are in [-1, 1]; the
 its USPS path cannot run as released). Nothing here is random (the data splits are fixed, GLM init is zero), so the 3
 seeds agree (unless kprior.memory_selection="random"); dedupe_seeds=True solves each task once. Solver: optax L-BFGS (zoom line search,
 <= 300 steps as the official code's 300 fixed-step L-BFGS steps), float32.
-Produces results.json and accuracy_vs_memory.png. Cost: a few minutes on 2 CPU cores, most of it the degree-2
-base model of change_model (7,291 x 33,153 features, ~1 GB).
+Produces results.json and accuracy_vs_memory.png. Cost, measured on 2 loaded CPU cores: add_data + remove_data
+~9 minutes (the remove_data K-prior solve alone 456 s); change_regularizer's K-prior solve had not finished after
+7 minutes (benchmarks/README.md, "K-priors"); change_model adds a degree-2 base model (7,291 x 33,153 features, ~1 GB).
 """
 
 import os
