@@ -6,13 +6,17 @@
 Settings: 256 x 32x32x3 and 128 x 224x224x3 float32 images already on the device, output at the
 input size. Op sets: "crop+flip" (random-resized crop + horizontal flip) and "crop+flip+jitter"
 (+ colour jitter: brightness, contrast, saturation 0.4, hue 0.1). Each library does the closest
-equivalent it has, vmapped per example and jitted:
+equivalent it has, jitted:
 - jaxlab: torchvision-exact RandomResizedCrop (scale (0.08, 1), ratio (3/4, 4/3)), antialiased
-  bilinear resize, flip (folded into the crop: `flip_p=0.5`), ColorJitter in random order.
+  bilinear resize, flip (folded into the crop: `flip_p=0.5`), ColorJitter in random order, run
+  through its pipeline (`build_pipeline`, the path the trainer uses; on CPU the per-example stages
+  run over cache-sized chunks of images).
+- jaxlab-vmap: the same ops vmapped over the whole batch in one go, like the peers (no chunking).
 - dm-pix: no random-resized crop: a random crop of a fixed 0.6 x 0.6 window resized back, flip,
   random brightness / contrast / saturation / hue in a fixed order.
 - augmax: RandomSizedCrop (zoom-based, not torchvision's area/aspect sampler), HorizontalFlip,
   ColorJitter.
+The peers are per-example functions vmapped over the batch, as their documentation shows.
 Timing: median of `--repeats` calls after 2 warm-up calls, each ended by block_until_ready; the
 libraries take turns call by call (round robin), so load from other processes hits them alike.
 The script also probes whether each library accepts a per-example TRACED strength (the crop
@@ -34,6 +38,16 @@ JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
 
 
 def jaxlab_fn(size: int, jitter: bool):
+    """jaxlab as a user runs it: the pipeline (crop and flip fused, per-example stages over cache-sized
+    chunks on CPU). A batch function (keys, images) -> images."""
+    from jaxlab.augment import build_pipeline
+    jitter_op = "|color_jitter(" + ", ".join(f"{k}={v}" for k, v in JITTER.items()) + ")"
+    augment = build_pipeline(f"rrc(size={size})|flip_lr" + (jitter_op if jitter else ""), num_classes=1)
+    return lambda keys, images: augment(keys, images, jnp.zeros(images.shape[0], jnp.int32))[0]
+
+
+def jaxlab_ops_fn(size: int, jitter: bool):
+    """jaxlab's ops vmapped over the whole batch like the peers' (no chunking): one example -> one example."""
     from jaxlab.augment import color_jitter, random_resized_crop
 
     def one(key, image):
@@ -76,7 +90,7 @@ def traced_strength_probe(library: str) -> str:
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     strengths = jnp.array([0.08, 0.08, 1.0, 1.0])
     try:
-        if library == "jaxlab":
+        if library.startswith("jaxlab"):
             from jaxlab.augment import random_resized_crop
             fn = lambda k, x, s: random_resized_crop(k, x, size=32, scale=(s, 1.0))  # noqa: E731
         elif library == "dm-pix":
@@ -92,10 +106,13 @@ def traced_strength_probe(library: str) -> str:
         return f"no ({type(e).__name__})"
 
 
+BATCH_FUNCTIONS = {"jaxlab"}  # the others are per-example functions, vmapped over the batch here
+
+
 def time_batches(fns: dict, images, keys, repeats: int) -> dict:
-    """Median seconds per call of each jitted, vmapped fn; the libraries take turns call by call, so a
-    load change on the machine hits them alike."""
-    batched = {name: jax.jit(jax.vmap(fn)) for name, fn in fns.items()}
+    """Median seconds per call of each jitted fn; the libraries take turns call by call, so a load
+    change on the machine hits them alike."""
+    batched = {name: jax.jit(fn if name in BATCH_FUNCTIONS else jax.vmap(fn)) for name, fn in fns.items()}
     for fn in batched.values():
         for _ in range(2):
             jax.block_until_ready(fn(keys, images))
@@ -116,7 +133,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    libraries = {"jaxlab": jaxlab_fn}
+    libraries = {"jaxlab": jaxlab_fn, "jaxlab-vmap": jaxlab_ops_fn}
     for name, make in (("dm-pix", dm_pix_fn), ("augmax", augmax_fn)):
         try:
             make(32, False)

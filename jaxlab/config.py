@@ -55,6 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
         pipeline="",         # on-device train augmentation, e.g. "rrc(size=32)|flip_lr" (jaxlab.augment)
         eval_pipeline="",    # deterministic eval preprocessing, e.g. "center_crop(size=224)|normalize(...)"
         tables={},           # name -> per-class table (list, {class: v, "default": v} or JSON path)
+        examples_per_chunk=0,  # per-example ops run over chunks of this many images; 0 = automatic (CPU:
+                               # cache-sized chunks, accelerators: the whole local batch in one vmap)
     ))
 
     config.training = ml_collections.ConfigDict(dict(

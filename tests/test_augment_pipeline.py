@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxlab import parallel
-from jaxlab.augment import PipelineError, build_eval_transform, build_pipeline, parse_pipeline, per_class_table
+from jaxlab.augment import (PipelineError, build_eval_transform, build_pipeline, examples_per_chunk_for,
+                            parse_pipeline, per_class_table)
 from jaxlab.config import ConfigError
 from jaxlab.train import train_and_evaluate
 from tests.helpers import tiny_config
@@ -114,6 +115,30 @@ def test_same_keys_same_output_and_mixup_targets():
     np.testing.assert_array_equal(a_images, b_images)
     np.testing.assert_allclose(a_targets.sum(-1), 1.0, rtol=1e-6)
     assert np.any((a_targets > 0) & (a_targets < 1)), "mixup must mix labels"
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_chunked_examples_match_one_vmap(chunk):
+    """Running the per-example stages over chunks (lax.map) gives the vmapped result, remainder included."""
+    spec = ("rrc(size=8, scale=(table([0.08, 1.0]), 1.0))|flip_lr|color_jitter(hue=table([0.0, 0.2]))"
+            "|mixup(alpha=0.4)|normalize(mean=(0.5,), std=(0.25,))")
+    images = jax.random.uniform(jax.random.PRNGKey(4), (10, 12, 12, 3))
+    labels = jnp.arange(10) % 2
+    whole = jax.jit(build_pipeline(spec, 2, examples_per_chunk=10))(_keys(10), images, labels)
+    chunked = jax.jit(build_pipeline(spec, 2, examples_per_chunk=chunk))(_keys(10), images, labels)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), whole, chunked)
+    assert not np.allclose(whole[0][0], whole[0][1])
+
+
+def test_automatic_chunk_size():
+    assert examples_per_chunk_for((224, 224, 3), 4, requested=5) == 5
+    on_cpu = jax.default_backend() == "cpu"
+    assert examples_per_chunk_for((224, 224, 3), 4) == (2 if on_cpu else None)
+    assert examples_per_chunk_for((32, 32, 3), 4) == (128 if on_cpu else None)
+    assert examples_per_chunk_for((2048, 2048, 3), 4) == (1 if on_cpu else None)
+    assert examples_per_chunk_for((224, 224, 3), 4, multipass=False) is None  # single-pass ops: one vmap
+    with pytest.raises(PipelineError, match="examples_per_chunk"):
+        build_pipeline("flip_lr", 2, examples_per_chunk=-1)
 
 
 def test_class_conditional_pipeline_in_train_step_is_device_count_invariant(tmp_path):

@@ -124,7 +124,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     is_chief = jax.process_index() == 0
 
     if augment is None and config.augment.pipeline:
-        augment = build_pipeline(config.augment.pipeline, dataset.num_classes, tables=config.augment.tables.to_dict())
+        augment = build_pipeline(config.augment.pipeline, dataset.num_classes, tables=config.augment.tables.to_dict(),
+                                 examples_per_chunk=config.augment.examples_per_chunk)
     eval_transform = build_eval_transform(config.augment.eval_pipeline, dataset.num_classes)
     model = models.create_model(config.model, dataset.num_classes)
     train_batches = data.TrainBatches(dataset.train, batch_size, seed=config.seed)
