@@ -186,3 +186,20 @@ def test_extra_loss_sees_the_step(tmp_path):
     with open(tmp_path / "run" / "train.jsonl") as f:
         losses = [json.loads(line)["loss"] for line in f]
     assert len(losses) == 3 and all(90 < b - a < 110 for a, b in zip(losses, losses[1:]))
+
+
+def test_training_can_start_from_given_variables(tmp_path):
+    """initial_variables replaces the fresh init (and a wrong-shaped tree is refused before training)."""
+    config = tiny_config(**{"training.num_train_steps": 1})
+    first = train_and_evaluate(config, str(tmp_path / "first"))
+    start = jax.device_get({"params": first["state"].params})
+    tiny_lr = tiny_config(**{"training.num_train_steps": 1, "optimizer.learning_rate": 1e-12,
+                             "optimizer.weight_decay": 0.0, "seed": 7})
+    again = train_and_evaluate(tiny_lr, str(tmp_path / "again"), initial_variables=start)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9),
+                 start["params"], jax.device_get(again["state"].params))
+    fresh = train_and_evaluate(tiny_lr, str(tmp_path / "fresh"))
+    assert not np.allclose(jax.tree.leaves(start)[-1], jax.tree.leaves(jax.device_get(fresh["state"].params))[-1])
+    bad = jax.tree.map(lambda x: x[..., :1], start)
+    with pytest.raises(ValueError, match="initial_variables"):
+        train_and_evaluate(tiny_lr, str(tmp_path / "bad"), initial_variables=bad)

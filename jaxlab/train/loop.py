@@ -97,7 +97,7 @@ class _MetricBuffer:
 
 def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, dataset: data.Dataset | None = None,
                        augment: Augment | None = None, extra_loss: ExtraLoss | None = None,
-                       max_steps: int | None = None) -> dict[str, Any]:
+                       max_steps: int | None = None, initial_variables: dict | None = None) -> dict[str, Any]:
     """Train `config` into `workdir` (resuming from its latest checkpoint) and evaluate.
 
     Args:
@@ -106,6 +106,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
       augment: on-device augmentation (default: built from config.augment.pipeline).
       extra_loss: an extra loss term (see jaxlab.train.step.ExtraLoss).
       max_steps: run at most this many steps in this call, then checkpoint and return (time-sliced jobs).
+      initial_variables: start from these {"params", optionally "batch_stats"} (e.g. a trained model being
+        adapted) instead of a fresh init; a checkpoint in the workdir still takes precedence.
 
     Returns the summary also written to <workdir>/summary.json (final top-1, loss,
     per-class accuracy / n / false positives, the confusion matrix and run facts), plus
@@ -132,7 +134,7 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = total_train_steps(config, steps_per_epoch)
     tx, schedule = create_optimizer(config, steps_per_epoch, total_steps)
-    state = create_train_state(config.seed, model, tx, dataset.image_shape)
+    state = create_train_state(config.seed, model, tx, dataset.image_shape, initial_variables)
 
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
     restored = checkpointer.restore_latest(state, mesh)

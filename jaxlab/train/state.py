@@ -20,10 +20,18 @@ class TrainState:
 
 
 def create_train_state(seed: int, model, tx: optax.GradientTransformation,
-                       input_shape: tuple[int, ...]) -> TrainState:
-    """Initialise params from `seed` (host-side, identical on every host)."""
+                       input_shape: tuple[int, ...], initial_variables: dict | None = None) -> TrainState:
+    """Initialise params from `seed` (host-side, identical on every host), or start from
+    `initial_variables` ({"params": ..., optionally "batch_stats": ...}, e.g. a trained model to adapt);
+    the training key comes from `seed` either way."""
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
     variables = jax.jit(lambda r: model.init(r, jnp.zeros((1, *input_shape), jnp.float32), train=False))(init_rng)
+    if initial_variables is not None:
+        shapes = lambda tree: jax.tree.map(jnp.shape, tree)  # noqa: E731
+        if shapes(initial_variables["params"]) != shapes(variables["params"]):
+            raise ValueError("initial_variables['params'] do not match the model's parameters: got "
+                             f"{shapes(initial_variables['params'])}, the model has {shapes(variables['params'])}")
+        variables = {**variables, **initial_variables}
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
