@@ -140,6 +140,19 @@ def base_config() -> ml_collections.ConfigDict:
         dedupe_seeds=False,       # solve seed-independent problems once and copy the records
     ))
 
+    config.dreg = ml_collections.ConfigDict(dict(  # DReg (jaxlab.dreg), wired into train_and_evaluate
+        enabled=False,
+        layer="",                 # parameter path of the Dense/Conv to replicate; "" = the final classifier
+        combine="sum",            # sum | mean | two_heads (jaxlab.dreg.COMBINES)
+        init="independent",       # independent | variance_preserving | split (jaxlab.dreg.INITS)
+        penalty="squared_cosine",  # jaxlab.dreg.PENALTIES
+        coefficient=1e-2,         # lambda (0 = the copy without penalty, control B2)
+        schedule="constant",      # constant | linear_warmup | cosine_decay (of lambda)
+        warmup_steps=0,
+        matched_single=False,     # control B1: no copy; the single layer reparametrised to match the copies'
+                                  # effective LR, weight decay and init variance (jaxlab.dreg.Matched)
+    ))
+
     config.eval_batch_size = 512
     config.eval_every_steps = 0      # 0: evaluate once per epoch
     config.log_every_steps = 20
@@ -192,7 +205,48 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     _require(sched.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
     _require(all(e > 0 for e in sched.decay_epochs), "schedule.decay_epochs", "epochs must be positive")
 
+    validate_dreg(config.dreg)
+
     for field in ("eval_every_steps", "log_every_steps", "checkpoint_every_steps"):
         _require(config[field] >= 0, field, "must be >= 0")
     _require(config.log_every_steps > 0, "log_every_steps", "must be positive")
     _require(config.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+
+
+def validate_dreg(dreg_config, model=None, input_shape: tuple[int, ...] | None = None) -> None:
+    """config.dreg's values; with `model` and `input_shape` also that `layer` names one of its Dense/Conv.
+
+    The layer check traces the model abstractly (no compile); train_and_evaluate runs it once
+    the data's example shape is known. Warns for the negative_squared_distance penalty under
+    sum/mean, which does not change the network's function (jaxlab.dreg.replicate).
+    """
+    import warnings
+
+    from jaxlab import dreg  # local: avoid import cycles
+
+    for field, choices in (("combine", tuple(dreg.COMBINES)), ("init", dreg.INITS),
+                           ("penalty", tuple(dreg.PENALTIES)), ("schedule", dreg.SCHEDULES)):
+        value = dreg_config[field]
+        _require(value in choices, f"dreg.{field}", f"unknown {field} {value!r}; choose one of {choices}")
+    _require(dreg_config.coefficient >= 0, "dreg.coefficient",
+             f"must be >= 0 (0 trains the copy without penalty), got {dreg_config.coefficient}")
+    _require(dreg_config.warmup_steps >= 0, "dreg.warmup_steps", "must be >= 0")
+    _require(dreg_config.schedule != "linear_warmup" or dreg_config.warmup_steps > 0, "dreg.warmup_steps",
+             "schedule='linear_warmup' needs warmup_steps > 0")
+    if (dreg_config.enabled and not dreg_config.matched_single and dreg_config.combine in ("sum", "mean")
+            and dreg_config.penalty == "negative_squared_distance"):
+        warnings.warn(f"config.dreg.penalty='negative_squared_distance' with combine={dreg_config.combine!r} is a "
+                      "NO-OP on the network's function: W1 + W2 follows the unpenalised trajectory while W1 - W2 "
+                      "grows without bound (and eventually overflows). Use squared_cosine unless this is the "
+                      "no-op control.", UserWarning, stacklevel=3)
+    if model is None:
+        return
+    layers = dreg.linear_layers(model, input_shape)
+    dense = [path for path, kind in layers if kind == "Dense"]
+    path = "/".join(dreg.path_keys(dreg_config.layer)) if dreg_config.layer else (dense or [""])[-1]
+    available = ", ".join(f"{p} ({kind})" for p, kind in layers)
+    _require(bool(path), "dreg.layer", f"the model calls no Dense layer to default to; name one of: {available}")
+    _require(path in dict(layers), "dreg.layer",
+             f"{dreg_config.layer!r} is not a Dense or Conv layer of the model; its layers are: {available}")
+    _require(dreg_config.combine != "two_heads" or path == dense[-1], "dreg.layer",
+             f"combine='two_heads' needs the final classifier {dense[-1]!r}, not {path!r}")

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from jaxlab import data, dreg, models, parallel
-from jaxlab.config import ConfigError
+from jaxlab.config import ConfigError, validate, validate_dreg
 from jaxlab.train import create_train_state, cross_entropy, make_train_step
 from tests.helpers import blobs_dataset, tiny_config
 
@@ -270,3 +270,44 @@ def test_dreg_training_on_one_device_equals_eight_devices():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), *finals)
     cos = lambda params: float(dreg.dreg_penalty(params, model.path, dreg.cosine))  # noqa: E731
     assert cos(finals[0]) < cos(jax.device_get(init.params)) - 0.05
+
+
+# ------------------------------------------------------------------ config.dreg
+
+@pytest.mark.parametrize("field, value, match", [
+    ("penalty", "l2", "unknown penalty 'l2'"),
+    ("combine", "concat", "unknown combine 'concat'"),
+    ("init", "clone", "unknown init 'clone'"),
+    ("schedule", "step", "unknown schedule 'step'"),
+    ("coefficient", -1.0, "must be >= 0"),
+    ("schedule", "linear_warmup", "needs warmup_steps > 0"),
+])
+def test_config_dreg_bad_values_are_config_errors(field, value, match):
+    config = tiny_config(**{"dreg.enabled": True, f"dreg.{field}": value})
+    with pytest.raises(ConfigError, match=match) as error:
+        validate(config, num_devices=8)
+    assert error.value.field.startswith("dreg.")
+
+
+def test_config_dreg_layer_must_exist_and_lists_the_layers():
+    model = _model("cnn")
+    config = tiny_config(**{"dreg.enabled": True})
+    validate_dreg(config.dreg, model, (8, 8, 1))  # "" = the classifier
+    config.dreg.layer = "params/Conv_1"
+    validate_dreg(config.dreg, model, (8, 8, 1))
+    config.dreg.layer = "Conv_7"
+    with pytest.raises(ConfigError, match=r"'Conv_7' is not .* Conv_0 \(Conv\), .* Dense_0 \(Dense\)"):
+        validate_dreg(config.dreg, model, (8, 8, 1))
+    config.dreg.update(layer="Conv_1", combine="two_heads")
+    with pytest.raises(ConfigError, match="two_heads"):
+        validate_dreg(config.dreg, model, (8, 8, 1))
+
+
+def test_config_distance_penalty_under_sum_warns():
+    config = tiny_config(**{"dreg.enabled": True, "dreg.penalty": "negative_squared_distance"})
+    with pytest.warns(UserWarning, match="NO-OP"):
+        validate(config, num_devices=8)
+    config.dreg.combine = "two_heads"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(config, num_devices=8)
