@@ -126,8 +126,8 @@ def test_sweep_on_the_planted_dataset_recovers_the_planted_structure(tmp_path):
 
     dataset = synthetic.make_planted_dataset(num_train_per_class=300, num_test_per_class=100, image_size=16)
     config = tiny_config(**{"experiment": "augmentation_sweep", "model.name": "cnn", "model.width": 16,
-                            "training.batch_size": 128, "training.num_train_steps": 240, "eval_batch_size": 200,
-                            "optimizer.learning_rate": 0.1, "log_every_steps": 40, "eval_every_steps": 10**6})
+                            "training.batch_size": 128, "training.num_train_steps": 150, "eval_batch_size": 200,
+                            "optimizer.learning_rate": 0.2, "log_every_steps": 50, "eval_every_steps": 10**6})
     config.augment.pipeline = "rrc(size=16, scale=(crop_scale, 1.0))"
     config.sweep.strengths = (0.5, 1.0)
     config.sweep.seeds = (0,)
