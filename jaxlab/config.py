@@ -153,6 +153,20 @@ def base_config() -> ml_collections.ConfigDict:
                                   # effective LR, weight decay and init variance (jaxlab.dreg.Matched)
     ))
 
+    config.dreg_study = ml_collections.ConfigDict(dict(  # experiment="dreg_study" (jaxlab.dreg.study)
+        methods=("B0", "DReg"),   # the grid's methods, in plot order
+        overrides={"B0": {}, "DReg": {"dreg": {"enabled": True}}},  # method -> nested config overrides
+        candidates={},            # tuned method -> {candidate -> overrides}, picked on a validation split
+        batch_sizes=(128, 4096),
+        seeds=(0, 1, 2),
+        sweep_batch_sizes=(),     # where candidates are compared; () = the largest of batch_sizes
+        sweep_seeds=(0,),
+        train_examples=0,         # first N examples of the train split (0 = all)
+        validation_examples=0,    # the next N train examples: the candidates' validation split
+        test_examples=0,          # first N of the eval split (0 = all)
+        target_accuracy=0.8,      # steps to reach this test accuracy (evaluated once per epoch)
+    ))
+
     config.eval_batch_size = 512
     config.eval_every_steps = 0      # 0: evaluate once per epoch
     config.log_every_steps = 20

@@ -37,6 +37,13 @@ def kprior_adaptation(config, workdir: str) -> dict:
     return run_kprior_experiment(config, workdir)
 
 
+@register("dreg_study")
+def dreg_study(config, workdir: str) -> dict:
+    """DReg vs its controls (B0-B4) over batch sizes and seeds at a fixed epoch budget (jaxlab.dreg.study)."""
+    from jaxlab.dreg.study import run_study
+    return run_study(config, workdir)
+
+
 def run(config, workdir: str) -> dict:
     """Run the experiment `config.experiment` into `workdir`."""
     return EXPERIMENTS.lookup(config.experiment)(config, workdir)

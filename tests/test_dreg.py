@@ -1,5 +1,6 @@
 """DReg: the replicated layer is the plain layer when split, folds back, penalties match numpy, device invariance."""
 
+import os
 import warnings
 
 import jax
@@ -311,3 +312,117 @@ def test_config_distance_penalty_under_sum_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         validate(config, num_devices=8)
+
+
+# ------------------------------------------------------------------ control B1 (Matched)
+
+@pytest.mark.parametrize("combine", ["sum", "mean"])
+def test_matched_single_layer_follows_the_copies_exactly(combine):
+    """B1 vs the copies at lambda = 0 from the same function (init "split", r = 1): momentum SGD with coupled L2
+    decay gives the same combined kernel, step after step; under "independent" B1's initial std is sqrt(2) c."""
+    base, x = _model("mlp"), _images(16)
+    labels = jnp.arange(16) % 3
+    tx = optax.chain(optax.add_decayed_weights(0.05), optax.sgd(0.2, momentum=0.9))
+    exported = []
+    for wrapper in (dreg.Matched, dreg.Replicated):
+        model = wrapper(base, "Dense_1", combine, "split")
+        params = model.init(jax.random.PRNGKey(1), x)["params"]
+        opt_state = tx.init(params)
+        loss = lambda p: jnp.mean(cross_entropy(model.apply({"params": p}, x), labels))  # noqa: E731
+        for _ in range(5):
+            updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
+            params = optax.apply_updates(params, updates)
+        exported.append(model.export(params))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *exported)
+    plain = base.init(jax.random.PRNGKey(1), x)["params"]["Dense_1"]["kernel"]
+    matched = dreg.Matched(base, "Dense_1", combine, "independent")
+    kernel = matched.export(matched.init(jax.random.PRNGKey(1), x)["params"])["Dense_1"]["kernel"]
+    np.testing.assert_allclose(kernel, np.sqrt(2) * dreg.COMBINES[combine] * plain, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ train_and_evaluate with config.dreg
+
+@pytest.fixture(scope="module")
+def dreg_runs(tmp_path_factory):
+    """The same DReg run on 1 device in one call, and on 8 devices interrupted after 3 steps and resumed."""
+    from jaxlab.train import train_and_evaluate
+
+    dataset = blobs_dataset()
+    config = tiny_config(**{"dreg.enabled": True, "dreg.coefficient": 1.0, "dreg.penalty": "cosine",
+                            "training.batch_size": 24, "log_every_steps": 1})
+    root = tmp_path_factory.mktemp("dreg_runs")
+    one = train_and_evaluate(config, str(root / "one"), mesh=parallel.make_mesh(1), dataset=dataset)
+    eight_dir = str(root / "eight")
+    partial = train_and_evaluate(config, eight_dir, mesh=parallel.make_mesh(8), dataset=dataset, max_steps=3)
+    assert partial["step"] == 3 and not partial["finished"]
+    eight = train_and_evaluate(config, eight_dir, mesh=parallel.make_mesh(8), dataset=dataset)
+    return dataset, one, eight, eight_dir
+
+
+def test_dreg_run_on_eight_devices_resumed_equals_one_device(dreg_runs):
+    _, one, eight, eight_dir = dreg_runs
+    assert eight["finished"] and eight["dreg"]["layer"] == "Dense_1"
+    params = [jax.device_get(run["state"].params) for run in (one, eight)]
+    assert set(params[1]["Dense_1"]) == {"kernel_1", "kernel_2", "bias"}
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), *params)
+    import json
+    with open(f"{eight_dir}/train.jsonl") as f:
+        logged = [json.loads(line) for line in f]
+    assert all({"dreg_penalty", "dreg_cosine"} <= set(r) for r in logged)
+    assert logged[-1]["dreg_cosine"] < logged[0]["dreg_cosine"] - 0.05  # the cosine penalty turns the copies apart
+
+
+def test_folded_export_predicts_like_the_replicated_model(dreg_runs):
+    import flax.serialization
+    dataset, _, eight, eight_dir = dreg_runs
+    with open(f"{eight_dir}/{dreg.FOLDED_FILE}", "rb") as f:
+        variables = flax.serialization.msgpack_restore(f.read())
+    assert "kernel" in variables["params"]["Dense_1"] and "kernel_1" not in variables["params"]["Dense_1"]
+    plain = models.create_model(tiny_config().model, dataset.num_classes)
+    logits = plain.apply(variables, dataset.test.images.astype(np.float32), train=False)
+    np.testing.assert_array_equal(np.argmax(logits, -1), eight["predictions"])
+
+
+def test_tiny_study_writes_results(tmp_path):
+    import json
+
+    from jaxlab.dreg.study import run_study
+    config = tiny_config(**{"experiment": "dreg_study", "training.num_epochs": 2.0, "training.num_train_steps": -1})
+    config.dreg_study.update(
+        methods=("B0", "DReg"), overrides={"B0": {}, "DReg": {"dreg": {"enabled": True}}},
+        candidates={"DReg": {"lam1e-2": {"dreg": {"coefficient": 0.01}}, "lam1": {"dreg": {"coefficient": 1.0}}}},
+        batch_sizes=(32,), seeds=(0,), sweep_seeds=(0,), train_examples=256, validation_examples=128,
+        test_examples=96, target_accuracy=0.3)
+    run_study(config, str(tmp_path))
+    with open(tmp_path / "results.json") as f:
+        results = json.load(f)
+    assert results["selection"]["DReg"]["chosen"] in ("lam1e-2", "lam1")
+    assert len(results["runs"]) == 2 and (tmp_path / "convergence.png").stat().st_size > 0
+    assert results["complete"] and "| DReg | 32 | 1 |" in (tmp_path / "results.md").read_text()
+    for run in results["runs"]:
+        assert {"method", "batch_size", "seed", "final_accuracy", "accuracy_per_epoch", "steps_to_target",
+                "mean_step_seconds"} <= set(run)
+        assert len(run["accuracy_per_epoch"]) == 2 and run["accuracy_per_epoch"][-1] == run["final_accuracy"]
+        assert run["steps_per_epoch"] == 256 // run["batch_size"]
+    assert [(r["method"], r["batch_size"]) for r in results["summary"]] == [("B0", 32), ("DReg", 32)]
+    mtime = os.path.getmtime(tmp_path / "runs" / "B0_bs32_seed0" / "summary.json")
+    run_study(config, str(tmp_path))  # finished runs are skipped
+    assert os.path.getmtime(tmp_path / "runs" / "B0_bs32_seed0" / "summary.json") == mtime
+
+
+def test_study_config_declares_every_control():
+    import importlib.util
+    import pathlib
+
+    from jaxlab.dreg.study import check_study_config
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "dreg" / "fashion_mnist_study.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.data.source = "digits"  # the real data's folder may be absent
+    check_study_config(config, num_devices=8)
+    assert tuple(config.dreg_study.methods) == ("B0", "B1", "B2", "DReg", "B3", "B4")
+    config.dreg_study.overrides.B1 = {"dreg": {"enabled": True, "matched": True}}
+    with pytest.raises(ConfigError, match="'dreg.matched' is not a config field"):
+        check_study_config(config, num_devices=8)

@@ -9,7 +9,9 @@ lambda * p(W1, W2) (default cos(vec W1, vec W2)^2) pushes the copies apart:
     plain_params = fold_back(params, model.path, model.combine)
 
 replicate.py holds the transform and the design choices (why independent init, why a penalty on
-W1 - W2 is a no-op under sum); penalty.py the penalties and coefficient schedules.
+W1 - W2 is a no-op under sum, the matched single-layer control B1); penalty.py the penalties and
+coefficient schedules; training.py the config.dreg wiring train_and_evaluate uses; study.py the
+controlled large-batch study (experiment "dreg_study").
 """
 
 from jaxlab.dreg.penalty import (
@@ -17,13 +19,15 @@ from jaxlab.dreg.penalty import (
     negative_squared_distance, penalty_function, per_unit_squared_cosine, squared_cosine,
 )
 from jaxlab.dreg.replicate import (
-    COMBINES, INITS, Replicated, fold_back, linear_layers, path_keys, replicate_model, replicate_params,
-    replicated_kernels,
+    COMBINES, INITS, Matched, Replicated, fold_back, linear_layers, matched_scales, path_keys, replicate_model,
+    replicate_params, replicated_kernels,
 )
+from jaxlab.dreg.training import FOLDED_FILE, DRegSetup, add_losses, from_config, save_plain_variables
 
 __all__ = [
-    "COMBINES", "INITS", "PENALTIES", "SCHEDULES", "Replicated", "coefficient_schedule", "cosine",
-    "dreg_extra_loss", "dreg_penalty", "fold_back", "hinge_cosine", "linear_layers", "negative_squared_distance",
-    "path_keys", "penalty_function", "per_unit_squared_cosine", "replicate_model", "replicate_params",
-    "replicated_kernels", "squared_cosine",
+    "COMBINES", "DRegSetup", "FOLDED_FILE", "INITS", "Matched", "PENALTIES", "SCHEDULES", "Replicated",
+    "add_losses", "coefficient_schedule", "cosine", "dreg_extra_loss", "dreg_penalty", "fold_back",
+    "from_config", "hinge_cosine", "linear_layers", "matched_scales", "negative_squared_distance", "path_keys",
+    "penalty_function", "per_unit_squared_cosine", "replicate_model", "replicate_params", "replicated_kernels",
+    "save_plain_variables", "squared_cosine",
 ]

@@ -35,6 +35,18 @@ gradients, so W1 + W2 follows the plain trajectory (SGD, momentum, L2 decay) whi
 drifts, without bound for -||W1 - W2||^2. Only scale-invariant penalties (cosines) couple
 the two.
 
+The matched single layer (control B1, `Matched`): no copy; the layer's kernel is
+reparametrised as W = s V with s = sqrt(2) c, V the trained parameter. Then dW = s^2 dV-steps:
+under SGD / momentum with coupled L2 decay wd, V <- V - eta (s dL/dW + wd V) gives
+W <- W - eta (2 c^2 dL/dW + wd W), exactly the update of c (W1 + W2) when lambda = 0:
+W1, W2 <- Wi - eta (c dL/dW + wd Wi), summed times c. "Matched" therefore means: the same
+effective learning rate (2 c^2 eta), the same weight-decay rate, and the same initial
+variance of the combined kernel (V starts at the plain draw times r / s, where r is the
+initial std of c (W1 + W2) relative to the plain init: sqrt(2) c for "independent", 1 for
+"variance_preserving" and "split"). Only the initial draw differs from the copies with
+lambda = 0 (control B2), so B1 and B2 follow the same dynamics in distribution; with a
+per-parameter adaptive optimiser (LARS, Adam) the correspondence is not exact.
+
 Paths: "/"-separated submodule names inside the "params" collection, as they appear in the
 parameter tree, e.g. "Dense_1" (the MLP's classifier with one hidden layer), "fc" (a ResNet's
 classifier), "layer1_0/conv1" (a conv inside a ResNet block); a leading "params/" is
@@ -169,17 +181,62 @@ class Replicated:
                                                self.init_mode)
         return variables
 
+    def export(self, params: dict) -> dict:
+        """The plain architecture's params (fold_back)."""
+        return fold_back(params, self.path, self.combine)
+
     def apply(self, variables: dict, *args, **kwargs):
-        variables = {**variables, "params": fold_back(variables["params"], self.path, self.combine)}
-        return self.base.apply(variables, *args, **kwargs)
+        return self.base.apply({**variables, "params": self.export(variables["params"])}, *args, **kwargs)
+
+
+def matched_scales(combine: str = "sum", init: str = "independent") -> tuple[float, float]:
+    """(s, r) of the B1 control: W = s V with s = sqrt(2) c, and r = the initial std of c (W1 + W2)
+    relative to the plain init (sqrt(2) c for "independent", else 1); see the module docstring."""
+    _check_choice("combine", combine, COMBINES)
+    _check_choice("init", init, INITS)
+    s = math.sqrt(2.0) * COMBINES[combine]
+    return s, s if init == "independent" else 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Matched:
+    """`base` with the layer at `path` reparametrised as W = s V (control B1): the single layer whose
+    effective LR, weight decay and initial variance match the copies of `Replicated(base, path, combine,
+    init_mode)` (matched_scales, module docstring). Same init / apply / export interface as Replicated."""
+
+    base: nn.Module
+    path: str
+    combine: str = "sum"
+    init_mode: str = "independent"
+
+    def _scaled(self, params: dict, factor: float) -> dict:
+        keys = path_keys(self.path)
+        layer = _get(params, keys)
+        return _replace(params, keys, {**layer, "kernel": factor * layer["kernel"]})
+
+    def init(self, rngs, *args, **kwargs) -> dict:
+        """The plain model's init, with V = (r / s) W at the layer (so s V has r times the plain std)."""
+        variables = dict(self.base.init(rngs, *args, **kwargs))
+        s, r = matched_scales(self.combine, self.init_mode)
+        variables["params"] = self._scaled(variables["params"], r / s)
+        return variables
+
+    def export(self, params: dict) -> dict:
+        """The plain architecture's params: kernel = s V."""
+        return self._scaled(params, matched_scales(self.combine, self.init_mode)[0])
+
+    def apply(self, variables: dict, *args, **kwargs):
+        return self.base.apply({**variables, "params": self.export(variables["params"])}, *args, **kwargs)
 
 
 def replicate_model(model: nn.Module, input_shape: tuple[int, ...], path: Path | None = None,
-                    combine: str = "sum", init: str = "independent") -> Replicated:
+                    combine: str = "sum", init: str = "independent", matched_single: bool = False
+                    ) -> Replicated | Matched:
     """`model` with the Dense/Conv at `path` (default: its last Dense) replicated.
 
     `input_shape` (one example, e.g. (32, 32, 3)) is used to trace the model once and check
     that `path` names a Dense or Conv it calls, and that "two_heads" targets the last Dense.
+    `matched_single`: return the B1 control `Matched` for these choices instead of the copies.
     """
     _check_choice("combine", combine, COMBINES)
     _check_choice("init", init, INITS)
@@ -196,4 +253,4 @@ def replicate_model(model: nn.Module, input_shape: tuple[int, ...], path: Path |
     if combine == "two_heads" and path != (dense or [None])[-1]:
         raise ValueError(f"combine='two_heads' needs the final classifier (the last Dense), not {path!r}: "
                          "two heads on an inner layer would duplicate the network above it")
-    return Replicated(model, path, combine, init)
+    return (Matched if matched_single else Replicated)(model, path, combine, init)

@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxlab import config as config_lib
-from jaxlab import data, models, parallel
+from jaxlab import data, dreg, models, parallel
 from jaxlab.augment import build_eval_transform, build_pipeline
 from jaxlab.train import metrics as metrics_lib
 from jaxlab.train.checkpoint import Checkpointer
@@ -109,6 +109,11 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
       initial_variables: start from these {"params", optionally "batch_stats"} (e.g. a trained model being
         adapted) instead of a fresh init; a checkpoint in the workdir still takes precedence.
 
+    config.dreg.enabled: the model's layer is replicated and trained with the DReg penalty (added to
+    `extra_loss`, which then sees the replicated params), see jaxlab.dreg.training; the train metrics
+    add dreg_penalty / dreg_cosine, checkpoints hold the replicated params, and the plain architecture's
+    folded params are written to <workdir>/folded_params.msgpack (summary["dreg"] says so).
+
     Returns the summary also written to <workdir>/summary.json (final top-1, loss,
     per-class accuracy / n / false positives, the confusion matrix and run facts), plus
     "predictions" and "labels" of the eval split and the final TrainState as "state".
@@ -134,6 +139,12 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = total_train_steps(config, steps_per_epoch)
     tx, schedule = create_optimizer(config, steps_per_epoch, total_steps)
+    param_metrics = None
+    if config.dreg.enabled:  # the layer replicated (or B1's matched layer); checked before anything compiles
+        config_lib.validate_dreg(config.dreg, model, dataset.image_shape)
+        dreg_setup = dreg.from_config(config.dreg, model, dataset.image_shape, total_steps)
+        model, param_metrics = dreg_setup.model, dreg_setup.param_metrics
+        extra_loss = dreg.add_losses(extra_loss, dreg_setup.extra_loss)
     state = create_train_state(config.seed, model, tx, dataset.image_shape, initial_variables)
 
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
@@ -150,14 +161,18 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
 
     train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes,
                                  label_smoothing=config.training.label_smoothing,
-                                 augment=augment, extra_loss=extra_loss)
+                                 augment=augment, extra_loss=extra_loss, param_metrics=param_metrics)
     eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform)
     writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
     eval_every = config.eval_every_steps or steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
 
+    timing = {"eval_and_checkpoints": 0.0, "first_step": 0.0}  # loop seconds not spent on steady-state steps
+
     def run_eval(at_step: int) -> dict[str, Any]:
+        eval_start = time.perf_counter()
         result = evaluate(eval_step, state, dataset.test, config.eval_batch_size, mesh)
+        timing["eval_and_checkpoints"] += time.perf_counter() - eval_start
         writer.write("eval", at_step, {"loss": result["loss"], "accuracy": result["accuracy"]})
         if is_chief:
             with open(os.path.join(workdir, "eval_per_class.jsonl"), "a") as f:
@@ -178,10 +193,12 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
 
     def checkpoint() -> None:
         nonlocal last_checkpoint
+        checkpoint_start = time.perf_counter()
         buffer_metrics = buffer.flush(last_checkpoint)  # never checkpoint a non-finite state
         if buffer_metrics is not None:
             writer.write("train", step, {**buffer_metrics, "learning_rate": float(schedule(step - 1))})
         last_checkpoint = checkpointer.save(state, train_batches.get_state())
+        timing["eval_and_checkpoints"] += time.perf_counter() - checkpoint_start
 
     start_time, start_step = time.perf_counter(), step
     preempted = False
@@ -190,6 +207,9 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
             while step < stop_at and not sigterm["stop"]:
                 state, step_metrics = train_step(state, parallel.shard_batch(next(train_batches), mesh))
                 step += 1
+                if step == start_step + 1:  # compilation, cache loading: kept out of mean_step_seconds
+                    jax.block_until_ready(step_metrics)
+                    timing["first_step"] = time.perf_counter() - start_time
                 buffer.add(step, step_metrics)
                 if step % config.log_every_steps == 0 or step == stop_at:
                     logged = buffer.flush(last_checkpoint)
@@ -221,6 +241,9 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
         return {"step": step, "total_steps": total_steps, "finished": False, "preempted": True}
 
     # ---------------------------------------------------------------- results
+    steady_steps = step - start_step - 1
+    mean_step_seconds = ((train_seconds - timing["eval_and_checkpoints"] - timing["first_step"]) / steady_steps
+                         if steady_steps > 0 else None)
     result = run_eval(step)
     summary = {
         "dataset": dataset.name,
@@ -232,10 +255,18 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
         "num_processes": jax.process_count(),
         "train_seconds_this_run": train_seconds,
         "train_images_per_second": (step - start_step) * batch_size / train_seconds if step > start_step else None,
+        "mean_step_seconds": mean_step_seconds,  # this call's steps after the first, evaluations excluded
         "class_names": list(dataset.class_names),
         **{k: v for k, v in result.items() if k not in ("confusion", "predictions", "labels")},
         "confusion": result["confusion"].tolist(),
     }
+    if config.dreg.enabled:
+        summary["dreg"] = {**config.dreg.to_dict(), "layer": model.path, "plain_params": dreg.FOLDED_FILE}
+        if param_metrics is not None:
+            summary["dreg"].update({k: float(v) for k, v in jax.device_get(param_metrics(state.params)).items()})
+        if is_chief:
+            dreg.save_plain_variables(os.path.join(workdir, dreg.FOLDED_FILE), model, state.params,
+                                      state.batch_stats)
     if is_chief:
         print(metrics_lib.format_per_class_table(summary, dataset.class_names), flush=True)
         metrics_lib.write_json(os.path.join(workdir, "summary.json"), summary)

@@ -67,8 +67,13 @@ def _variables(params, batch_stats):
 
 def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_classes: int,
                     label_smoothing: float = 0.0, augment: Augment | None = None,
-                    extra_loss: ExtraLoss | None = None) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """jit(shard_map(step)): (state, global batch) -> (new state, metrics), state donated."""
+                    extra_loss: ExtraLoss | None = None, param_metrics: Callable[[object], dict] | None = None
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """jit(shard_map(step)): (state, global batch) -> (new state, metrics), state donated.
+
+    `param_metrics(params) -> {name: scalar}` adds metrics of the params the step starts from
+    (e.g. the DReg copies' cosine).
+    """
 
     def step(state: TrainState, batch: Batch):
         images = to_float(batch["image"])
@@ -100,6 +105,7 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
             "task_loss": jax.lax.pmean(task, parallel.AXIS),
             "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), parallel.AXIS),
             "grad_norm": optax.tree.norm(grads),
+            **(param_metrics(state.params) if param_metrics is not None else {}),
         }
         return new_state, metrics
 

@@ -1,0 +1,361 @@
+"""The DReg large-batch study (experiment "dreg_study"): methods x batch sizes x seeds at a fixed epoch budget.
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m jaxlab.main \\
+        --config=configs/dreg/fashion_mnist_study.py --workdir=workdirs/dreg_fashion_mnist
+
+Protocol (config.dreg_study):
+- Every run trains config.training.num_epochs epochs (the same epoch budget at every batch size, so
+  a larger batch takes fewer steps) and is evaluated on the test split after every epoch.
+- A method is a set of nested config overrides (`overrides[method]`), applied to the study config;
+  e.g. B0 {"dreg": {"enabled": False}}, DReg {"dreg": {"enabled": True, ...}}.
+- A tuned method also has `candidates[method] = {candidate: overrides}` (applied after its
+  overrides): each candidate is trained at `sweep_batch_sizes` (default: the largest batch) with
+  `sweep_seeds`, on `train_examples` and evaluated on a validation split held out from the
+  training set (the `validation_examples` train examples after them), never on the test split.
+  The candidate with the best mean final validation accuracy is the method in the grid; a
+  candidate with a diverged run is never chosen. results.json lists every candidate's score.
+- Runs live in <workdir>/runs/<method>_bs<B>_seed<S>/ (sweep runs under <workdir>/sweep/); a
+  run with a summary.json (finished) or diverged.json (non-finite loss) is never trained again
+  and an interrupted one resumes from its checkpoint, so the study continues where it stopped.
+
+Outputs (rewritten after every run, "complete": false until the grid is done): results.json (per run: method, batch_size, seed, final test accuracy, accuracy per epoch,
+steps per epoch, steps / epochs to config.dreg_study.target_accuracy (null if never reached),
+mean step time, diverged; per method and batch size: mean and std over seeds, the step-time
+overhead relative to the first method; the candidate selection), results.md (that summary as a
+table) and convergence.png (test
+accuracy vs epoch, one panel per batch size, one line per method, mean over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from jaxlab import data, parallel
+from jaxlab.config import ConfigError, validate
+from jaxlab.train.metrics import write_json
+
+RESULTS_FILE = "results.json"
+PLOT_FILE = "convergence.png"
+TABLE_FILE = "results.md"
+
+
+def apply_overrides(config, overrides, where: str):
+    """A copy of `config` with nested `overrides` ({"optimizer": {"name": "lars"}, ...}) set; unknown fields
+    are ConfigErrors naming `where`."""
+    config = config.copy_and_resolve_references()
+
+    def set_nested(node, values, prefix):
+        for key, value in values.items():
+            if key not in node:
+                raise ConfigError(where, f"override {prefix + key!r} is not a config field")
+            if hasattr(value, "items") and hasattr(node[key], "items") and key not in ("tables",):
+                set_nested(node[key], value, f"{prefix}{key}.")
+            else:
+                node[key] = value.to_dict() if hasattr(value, "to_dict") else value
+
+    with config.unlocked():
+        set_nested(config, overrides, "")
+    return config
+
+
+def run_name(method: str, batch_size: int, seed: int) -> str:
+    return f"{method}_bs{batch_size}_seed{seed}"
+
+
+def _sweep_batch_sizes(study) -> tuple[int, ...]:
+    return tuple(study.sweep_batch_sizes) or (max(study.batch_sizes),)
+
+
+def _method_config(config, method: str, candidate: str | None = None):
+    study = config.dreg_study
+    run_config = apply_overrides(config, study.overrides.get(method, {}), f"dreg_study.overrides.{method}")
+    if candidate is not None:
+        run_config = apply_overrides(run_config, study.candidates[method][candidate],
+                                     f"dreg_study.candidates.{method}.{candidate}")
+    with run_config.unlocked():
+        run_config.experiment = "train"
+    return run_config
+
+
+def _run_config(method_config, batch_size: int, seed: int):
+    run_config = method_config.copy_and_resolve_references()
+    with run_config.unlocked():
+        run_config.training.batch_size = int(batch_size)
+        run_config.seed = int(seed)
+        run_config.eval_every_steps = 0  # once per epoch
+    return run_config
+
+
+def check_study_config(config, num_devices: int) -> None:
+    """ConfigErrors for a study that cannot run, before any data is loaded or code compiled; every
+    run's config (each method, candidate and batch size) is validated."""
+    study = config.dreg_study
+    methods = tuple(study.methods)
+    if not methods or len(set(methods)) != len(methods):
+        raise ConfigError("dreg_study.methods", f"{methods} must be distinct method names, at least one")
+    for method in methods:
+        if method not in study.overrides and method not in study.candidates:
+            raise ConfigError("dreg_study.methods", f"{method!r} has no entry in dreg_study.overrides or "
+                              "dreg_study.candidates")
+    for method in study.candidates:
+        if method not in methods:
+            raise ConfigError("dreg_study.candidates", f"{method!r} is not one of dreg_study.methods {methods}")
+        if not study.candidates[method]:
+            raise ConfigError(f"dreg_study.candidates.{method}", "is empty")
+    for field in ("batch_sizes", "seeds", "sweep_seeds"):
+        values = tuple(study[field])
+        if not values or len(set(values)) != len(values):
+            raise ConfigError(f"dreg_study.{field}", f"{values} must be distinct values, at least one")
+    if not 0 < study.target_accuracy <= 1:
+        raise ConfigError("dreg_study.target_accuracy", f"must be in (0, 1], got {study.target_accuracy}")
+    if config.training.num_train_steps > 0:
+        raise ConfigError("training.num_train_steps", "the study fixes an epoch budget: set "
+                          "training.num_epochs and leave num_train_steps at -1")
+    for field in ("train_examples", "validation_examples", "test_examples"):
+        if study[field] < 0:
+            raise ConfigError(f"dreg_study.{field}", "must be >= 0 (0 = all)")
+    if study.candidates and study.validation_examples <= 0:
+        raise ConfigError("dreg_study.validation_examples", "tuned methods (dreg_study.candidates) need a "
+                          "validation split held out from the training set: set validation_examples > 0")
+    for method in methods:
+        for candidate in study.candidates.get(method, {None: None}):
+            method_config = _method_config(config, method, candidate)
+            for batch_size in set(study.batch_sizes) | set(_sweep_batch_sizes(study)):
+                validate(_run_config(method_config, batch_size, 0), num_devices=num_devices,
+                         process_count=jax.process_count())
+
+
+def study_datasets(dataset: data.Dataset, study) -> tuple[data.Dataset, data.Dataset | None]:
+    """(train subset + test subset, train subset + validation split or None), from the loaded dataset."""
+    train, test = dataset.train, dataset.test
+    n_train = study.train_examples or len(train)
+    n_val = study.validation_examples
+    if n_train + n_val > len(train):
+        raise ConfigError("dreg_study.train_examples", f"{n_train} train + {n_val} validation examples, but "
+                          f"{dataset.name} has {len(train)} training examples")
+    n_test = study.test_examples or len(test)
+
+    def make(x_test, y_test, name):
+        return data.from_arrays(train.images[:n_train], train.labels[:n_train], x_test, y_test, name=name,
+                                class_names=dataset.class_names)
+
+    main = make(test.images[:n_test], test.labels[:n_test], dataset.name)
+    sweep = (make(train.images[n_train:n_train + n_val], train.labels[n_train:n_train + n_val],
+                  f"{dataset.name}-validation") if n_val else None)
+    return main, sweep
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run_record(run_dir: str, steps_per_epoch: int, num_epochs: int, target: float) -> dict:
+    """One finished (or diverged) run's record, from its eval.jsonl and summary.json."""
+    by_step = {r["step"]: r["accuracy"] for r in _read_jsonl(os.path.join(run_dir, "eval.jsonl"))}  # last wins
+    per_epoch = [by_step.get((e + 1) * steps_per_epoch) for e in range(num_epochs)]
+    reached = [e for e, acc in enumerate(per_epoch) if acc is not None and acc >= target]
+    diverged = os.path.exists(os.path.join(run_dir, "diverged.json"))
+    summary = {}
+    if not diverged:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            summary = json.load(f)
+    return {
+        "final_accuracy": None if diverged else summary["accuracy"],
+        "accuracy_per_epoch": per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs_to_target": reached[0] + 1 if reached else None,
+        "steps_to_target": (reached[0] + 1) * steps_per_epoch if reached else None,
+        "mean_step_seconds": summary.get("mean_step_seconds"),
+        "diverged": diverged,
+        **({"dreg_cosine": summary["dreg"]["dreg_cosine"]} if "dreg_cosine" in summary.get("dreg", {}) else {}),
+    }
+
+
+class StudyPreempted(RuntimeError):
+    """SIGTERM during a run: it checkpointed; rerun the study with the same workdir to continue."""
+
+
+def _train_run(run_config, run_dir: str, dataset: data.Dataset, mesh) -> None:
+    """Train one run unless it finished or diverged before; a non-finite loss leaves diverged.json."""
+    from jaxlab.train import NonFiniteLossError, train_and_evaluate
+
+    if any(os.path.exists(os.path.join(run_dir, f)) for f in ("summary.json", "diverged.json")):
+        return
+    try:
+        result = train_and_evaluate(run_config, run_dir, mesh=mesh, dataset=dataset)
+    except NonFiniteLossError as e:
+        write_json(os.path.join(run_dir, "diverged.json"), {"error": str(e)})
+        return
+    if result.get("preempted"):
+        raise StudyPreempted(f"SIGTERM: {run_dir} checkpointed at step {result['step']}; rerun the study "
+                             "with the same workdir to continue")
+
+
+def _mean_std(values) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
+
+
+def aggregate(runs: list[dict], methods, batch_sizes) -> list[dict]:
+    """Per (method, batch size): mean / std over seeds of final accuracy (finished runs), steps to target
+    (runs that reached it), step time, and the step-time overhead relative to methods[0]."""
+    rows = []
+    for batch_size in batch_sizes:
+        base_time = None
+        for method in methods:
+            group = [r for r in runs if r["method"] == method and r["batch_size"] == batch_size]
+            accuracy, accuracy_std = _mean_std([r["final_accuracy"] for r in group])
+            step_time, _ = _mean_std([r["mean_step_seconds"] for r in group])
+            base_time = step_time if method == methods[0] else base_time
+            rows.append({
+                "method": method, "batch_size": batch_size, "num_runs": len(group),
+                "num_diverged": sum(r["diverged"] for r in group),
+                "final_accuracy_mean": accuracy, "final_accuracy_std": accuracy_std,
+                "num_reached_target": sum(r["steps_to_target"] is not None for r in group),
+                "steps_to_target_mean": _mean_std([r["steps_to_target"] for r in group])[0],
+                "mean_step_seconds": step_time,
+                "step_time_vs_first_method": step_time / base_time if step_time and base_time else None,
+                "accuracy_per_epoch_mean": [
+                    _mean_std([r["accuracy_per_epoch"][e] for r in group])[0]
+                    for e in range(max((len(r["accuracy_per_epoch"]) for r in group), default=0))],
+            })
+    return rows
+
+
+def format_table(results: dict) -> str:
+    """results.json's per (method, batch size) summary as a markdown table (results.md)."""
+    def number(value, fmt):
+        return "-" if value is None else format(value, fmt)
+
+    lines = [f"{results['dataset']}: {results['train_examples']} train / {results['test_examples']} test examples, "
+             f"{results['num_epochs']} epochs, seeds {results['seeds']}"
+             + ("" if results.get("complete") else " (INCOMPLETE: the runs so far)"), "",
+             f"| method | batch | runs | test accuracy (mean +- std) | reached {results['target_accuracy']} | "
+             "steps to it (mean) | step time | vs first method |", "|---|---|---|---|---|---|---|---|"]
+    for row in results["summary"]:
+        if not row["num_runs"]:
+            continue
+        accuracy = (f"{number(row['final_accuracy_mean'], '.4f')} +- {number(row['final_accuracy_std'], '.4f')}"
+                    + (f" ({row['num_diverged']} diverged)" if row["num_diverged"] else ""))
+        lines.append(f"| {row['method']} | {row['batch_size']} | {row['num_runs']} | {accuracy} | "
+                     f"{row['num_reached_target']}/{row['num_runs']} | {number(row['steps_to_target_mean'], '.0f')} | "
+                     f"{number(row['mean_step_seconds'], '.4f')} s | {number(row['step_time_vs_first_method'], '.2f')}x |")
+    for method, chosen in results["selection"].items():
+        scores = ", ".join(f"{c}: {number(v, '.4f')}" for c, v in chosen["validation_accuracy"].items())
+        lines.append(f"\n{method}: chose {chosen['chosen']} on the validation split at batch "
+                     f"{chosen['batch_sizes']}, seeds {chosen['seeds']} ({scores})")
+    return "\n".join(lines) + "\n"
+
+
+def plot_convergence(rows: list[dict], batch_sizes, path: str, target: float) -> None:
+    """Test accuracy vs epoch, a panel per batch size, a line per method (mean over seeds)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.5 * len(batch_sizes), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, batch_size in zip(axes[0], batch_sizes):
+        for row in (r for r in rows if r["batch_size"] == batch_size):
+            curve = row["accuracy_per_epoch_mean"]
+            epochs = [e + 1 for e, acc in enumerate(curve) if acc is not None]
+            ax.plot(epochs, [acc for acc in curve if acc is not None], marker="o", markersize=3,
+                    label=f"{row['method']}" + (f" ({row['num_diverged']} diverged)" if row["num_diverged"] else ""))
+        ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"batch {batch_size}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (mean over seeds)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _select_candidates(config, sweep_dataset, mesh, workdir, num_epochs, log) -> dict:
+    """{method: {"chosen", "validation_accuracy": {candidate: mean}}} from the validation sweep."""
+    study, selection = config.dreg_study, {}
+    for method in (m for m in study.methods if m in study.candidates):
+        scores = {}
+        for candidate in study.candidates[method]:
+            method_config = _method_config(config, method, candidate)
+            accuracies = []
+            for batch_size in _sweep_batch_sizes(study):
+                for seed in study.sweep_seeds:
+                    run_dir = os.path.join(workdir, "sweep", run_name(f"{method}-{candidate}", batch_size, seed))
+                    start = time.perf_counter()
+                    _train_run(_run_config(method_config, batch_size, seed), run_dir, sweep_dataset, mesh)
+                    record = run_record(run_dir, len(sweep_dataset.train) // batch_size, num_epochs, 1.0)
+                    accuracies.append(record["final_accuracy"])
+                    log(f"sweep {method}/{candidate} batch {batch_size} seed {seed}: validation accuracy "
+                        f"{record['final_accuracy']} ({time.perf_counter() - start:.0f} s)")
+            scores[candidate] = None if None in accuracies else float(np.mean(accuracies))
+        valid = {c: s for c, s in scores.items() if s is not None}
+        if not valid:
+            raise FloatingPointError(f"every candidate of {method} diverged in the validation sweep: {scores}")
+        selection[method] = {"chosen": max(valid, key=valid.get), "validation_accuracy": scores,
+                             "batch_sizes": list(_sweep_batch_sizes(study)), "seeds": list(study.sweep_seeds)}
+        log(f"{method}: chose {selection[method]['chosen']!r} (validation accuracy {scores})")
+    return selection
+
+
+def run_study(config, workdir: str) -> dict:
+    """Run the study described in the module docstring into `workdir`; returns the results dict."""
+    mesh = parallel.make_mesh()
+    check_study_config(config, mesh.size)
+    study = config.dreg_study
+    main_dataset, sweep_dataset = study_datasets(data.load_dataset(config.data), study)
+    num_epochs = int(np.ceil(config.training.num_epochs))
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    study_start = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[dreg_study {time.perf_counter() - study_start:6.0f} s] {message}", flush=True)
+
+    log(f"{main_dataset.name}: {len(main_dataset.train)} train / {len(main_dataset.test)} test"
+        + (f" / {len(sweep_dataset.test)} validation" if sweep_dataset else "") + f" examples; {mesh.size} devices")
+    selection = _select_candidates(config, sweep_dataset, mesh, workdir, num_epochs, log)
+
+    grid = [(m, b, s) for s in study.seeds for b in study.batch_sizes for m in study.methods]  # a seed at a time
+    runs = []
+    for i, (method, batch_size, seed) in enumerate(grid):
+        method_config = _method_config(config, method, selection.get(method, {}).get("chosen"))
+        run_dir = os.path.join(workdir, "runs", run_name(method, batch_size, seed))
+        start = time.perf_counter()
+        _train_run(_run_config(method_config, batch_size, seed), run_dir, main_dataset, mesh)
+        record = run_record(run_dir, len(main_dataset.train) // batch_size, num_epochs, study.target_accuracy)
+        runs.append({"method": method, "batch_size": batch_size, "seed": seed, **record})
+        log(f"[{i + 1}/{len(grid)}] {run_name(method, batch_size, seed)}: test accuracy "
+            f"{record['final_accuracy']}, per epoch {record['accuracy_per_epoch']} "
+            f"({time.perf_counter() - start:.0f} s)")
+        rows = aggregate(runs, tuple(study.methods), tuple(study.batch_sizes))
+        results = {  # rewritten after every run: a stopped study leaves the runs so far ("complete": false)
+            "complete": i + 1 == len(grid),
+            "dataset": main_dataset.name, "train_examples": len(main_dataset.train),
+            "test_examples": len(main_dataset.test), "num_epochs": num_epochs, "num_devices": mesh.size,
+            "target_accuracy": study.target_accuracy, "methods": list(study.methods),
+            "batch_sizes": list(study.batch_sizes), "seeds": list(study.seeds), "selection": selection,
+            "study_seconds_this_call": time.perf_counter() - study_start,
+            "summary": rows, "runs": runs,
+        }
+        write_json(os.path.join(workdir, RESULTS_FILE), results)
+        with open(os.path.join(workdir, TABLE_FILE), "w") as f:
+            f.write(format_table(results))
+        if i + 1 == len(grid) or grid[i + 1][2] != seed:  # the plot after each seed's block
+            plot_convergence(rows, tuple(study.batch_sizes), os.path.join(workdir, PLOT_FILE),
+                             study.target_accuracy)
+    for row in rows:
+        log(f"{row['method']:>8} batch {row['batch_size']:>5}: accuracy {row['final_accuracy_mean']} "
+            f"+- {row['final_accuracy_std']}, steps to target {row['steps_to_target_mean']} "
+            f"({row['num_reached_target']}/{row['num_runs']}), step time x{row['step_time_vs_first_method']}")
+    return results
