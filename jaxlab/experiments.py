@@ -37,6 +37,13 @@ def kprior_adaptation(config, workdir: str) -> dict:
     return run_kprior_experiment(config, workdir)
 
 
+@register("kprior_deep")
+def kprior_deep(config, workdir: str) -> dict:
+    """K-prior vs Replay vs fine-tuning vs retraining for networks trained through the trainer (add data, continual)."""
+    from jaxlab.kprior.deep import run_deep_kprior_experiment
+    return run_deep_kprior_experiment(config, workdir)
+
+
 @register("dreg_study")
 def dreg_study(config, workdir: str) -> dict:
     """DReg vs its controls (B0-B4) over batch sizes and seeds at a fixed epoch budget (jaxlab.dreg.study)."""

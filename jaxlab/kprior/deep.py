@@ -1,0 +1,442 @@
+"""K-priors for networks trained by minibatch SGD through the data-parallel trainer.
+
+    run_deep_kprior_experiment(config, workdir)   # experiment "kprior_deep" (configs/kprior/mnist_add_data.py,
+                                                  #                            configs/kprior/split_mnist.py)
+
+The objective (Khan & Swaroop 2021; notation of `jaxlab.kprior.prior`) for new data D+ of N_new points and a
+memory M of past inputs with the old model w*:
+
+    J(w) = sum_{D+} l(y, f_w(x)) + K(w; w*, M),   K = sum_{m in M} l(h(f_{w*}(x_m)), f_w(x_m)) + delta/2 ||w - w*||^2
+
+The trainer minimises a per-example MEAN over a minibatch of D+, so it sees J / N_new:
+
+    J / N_new = mean_{D+} l  +  (|M| / N_new) mean_{m in M} l(h(f_*^m), f_w(x_m))  +  delta / (2 N_new) ||w - w*||^2
+
+The extra loss (`deep_prior_loss`) is an unbiased minibatch estimate of the last two terms: B memory points m_b
+drawn uniformly with replacement, one per example of the local data batch (`memory_indices`: the key of example
+i at step t is fold_in(fold_in(rng, t), index_i), so the draw depends only on (rng, step, example index): the
+same on any number of devices and after a resume), and
+
+    extra(w) = |M| / (B N_new) * K_B(w),   K_B = sum_b l(h(f_*^{m_b}), f_w(x_{m_b})) + (delta B / |M|) / 2 ||w - w*||^2
+
+i.e. the library's `KPrior` restricted to the drawn points with delta scaled by B / |M| (`minibatch_prior`), so
+E[extra] = K(w) / N_new exactly. The memory weight |M| / N_new is what the paper's summed objective implies: the
+memory stands in for the |M| past points (all of D when M = D) against the N_new new ones. (The official code
+divides the summed objective by N_new + |M| instead: a rescaling of the step size, not of the optimum; the
+trainer's data term has weight 1, so here the division is by N_new.)
+
+Methods (all through `jaxlab.train.train_and_evaluate`, same optimiser, same number of steps):
+
+    kprior    new data + the minibatch K-prior above, from w*
+    replay    the same memory points with their TRUE labels: a `KPrior` whose targets are one-hot labels and
+              whose weight term is delta/2 ||w||^2 (no anchor), the same code path and weighting
+    finetune  new data only, from w*, + delta / (2 N_new) ||w||^2 (Replay with an empty memory)
+    batch     retraining from scratch on all the data (past + new), + delta / (2 N) ||w||^2
+
+The base model w* minimises Lbar / N = mean_D l + delta / (2 N) ||w||^2 the same way. Models must not carry
+BatchNorm statistics (f_w must be a function of the params alone: config.model.name mlp or glm).
+
+Tasks (config.kprior.tasks):
+
+    add_data    base = the (sub)set without digit config.kprior.add_digit, new data = that digit; tested on
+                all digits of the test split. Memory: config.kprior.memory_selection (class-balanced top-lambda
+                or random) of fraction f of the base data, soft labels of w*.
+    continual   split-MNIST style: task t holds classes (2t, 2t+1) (5 tasks on MNIST). DOMAIN-incremental,
+                single head: the label is the class mod 2 (first/second digit of the pair), one 2-output
+                network for all tasks, so the trainer's plain softmax loss applies unchanged (task-incremental
+                multi-head would need a per-task logit mask in the train step). Task 1 trains w_1 from scratch;
+                task t > 1 trains from w_{t-1} with the K-prior of w_{t-1} on M_{t-1}; after each task
+                M_t = M_{t-1} u (fraction f of task t's points, selected with w_t's scores) and the soft labels
+                are those of the LAST model on the whole memory (as `jaxlab.kprior.tasks.continual_learning`).
+                Replay keeps the same per-task memory (chosen with its own models) with true labels; finetune
+                trains on each task from the last model; batch retrains once on all tasks. Reported: the mean
+                over tasks of the test accuracy on each task's classes, after the last task.
+
+grad_error (add_data): at the method's final w, with full-batch gradients of the per-N_new objectives,
+||grad J_method(w) - grad J_retrain(w)|| / ||grad J_retrain(w*)||, J_retrain = (Lbar + sum_{D+} l) / N_new
+(the fraction of the retraining gradient at the start left unexplained; K-prior with M = D: 0 for a GLM at the
+exact w*, see tests). 0 for batch; null for continual (no single retraining objective per step).
+
+Outputs in the workdir: results.json (records task, method, memory_fraction, seed, test_accuracy, grad_error,
+memory_size, seconds), accuracy_vs_memory.png, and runs/<task>/seed<s>/base (the kept base checkpoints). The
+run is resumable: records already in results.json are skipped, a finished base model is restored from its
+checkpoint, every other run directory is deleted once its record is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab.config import ConfigError
+from jaxlab.data import from_arrays, to_float
+from jaxlab.kprior.experiments import summarize
+from jaxlab.kprior.gradients import gradient_error
+from jaxlab.kprior.memory import memory_scores, select_memory
+from jaxlab.kprior.prior import SOFTMAX, KPrior, data_loss, make_kprior, regularised_loss, weight_penalty
+from jaxlab.kprior.tasks import add_data
+from jaxlab.train.step import example_keys
+
+TASKS = ("add_data", "continual")
+METHODS = ("kprior", "replay", "finetune", "batch")
+MODELS = ("mlp", "glm")  # no BatchNorm statistics: f_w is a function of the params alone
+SELECTIONS = ("lambda", "random")
+RECORD_KEYS = ("task", "method", "memory_fraction", "seed", "test_accuracy", "grad_error")
+
+
+# ------------------------------------------------------------------------------------ the extra loss
+
+def memory_indices(rng: jax.Array, step: jax.Array, indices: jax.Array, memory_size: int) -> jax.Array:
+    """One uniform draw from [0, memory_size) per example of the local batch: key fold_in(fold_in(rng, step),
+    index_i) (`jaxlab.train.step.example_keys`), so deterministic per (rng, step, example) and device-count free."""
+    keys = example_keys(rng, step, indices)
+    return jax.vmap(lambda key: jax.random.randint(key, (), 0, memory_size))(keys)
+
+
+def minibatch_prior(prior: KPrior, indices: jax.Array) -> KPrior:
+    """The prior on the points `indices` of its memory, weight term delta * B / |M| (B = len(indices)):
+    (|M| / B) * minibatch_prior(prior, indices)(w) is an unbiased estimate of prior(w) under uniform draws."""
+    scale = indices.shape[0] / prior.memory_size
+    return prior.replace(memory_inputs=jnp.take(prior.memory_inputs, indices, axis=0),
+                         anchor_predictions=jnp.take(prior.anchor_predictions, indices, axis=0),
+                         delta=prior.delta * scale)
+
+
+def deep_prior_loss(params, prior: KPrior, indices: jax.Array, num_new: int) -> jax.Array:
+    """|M| / (B N_new) * K_B(w): the minibatch estimate of K(w) / N_new (see the module docstring)."""
+    return minibatch_prior(prior, indices)(params) * (prior.memory_size / (indices.shape[0] * num_new))
+
+
+def make_extra_loss(prior: KPrior | None, num_examples: int, delta: float) -> Callable:
+    """The trainer's `extra_loss(params, batch, rng)` for a run on `num_examples` training points:
+    the minibatch K-prior (or Replay) term, or without a memory delta / (2 N) ||w||^2 alone."""
+    if prior is None:
+        return lambda params, batch, rng: weight_penalty(params, delta / num_examples)
+    prior = jax.tree.map(np.asarray, prior)  # host copies: device arrays sharded over the trainer's mesh
+    #                                          cannot be indexed inside its shard_map
+
+    def extra_loss(params, batch, rng):
+        return deep_prior_loss(params, prior, memory_indices(rng, batch["step"], batch["index"], prior.memory_size),
+                               num_examples)
+
+    return extra_loss
+
+
+def replay_prior(apply_fn: Callable, memory_inputs, memory_labels, num_classes: int, delta) -> KPrior:
+    """Replay's memory term sum_M l(y_m, f_w(x_m)) + delta/2 ||w||^2 as a `KPrior` (one-hot targets, no anchor)."""
+    return KPrior(memory_inputs=memory_inputs, anchor_predictions=jax.nn.one_hot(memory_labels, num_classes),
+                  anchor_params=None, delta=jnp.asarray(delta, jnp.float32), apply_fn=apply_fn)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+def _require(condition: bool, field: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(field, message)
+
+
+def check_deep_config(config) -> None:
+    """ConfigError naming the field for an invalid kprior_deep config (before loading data or compiling)."""
+    k = config.kprior
+    _require(len(k.tasks) > 0 and all(t in TASKS for t in k.tasks), "kprior.tasks",
+             f"the deep K-prior experiment runs tasks from {TASKS}, got {tuple(k.tasks)}")
+    _require(len(k.methods) > 0 and all(m in METHODS for m in k.methods), "kprior.methods",
+             f"must be a non-empty subset of {METHODS}, got {tuple(k.methods)}")
+    _require(len(set(k.methods)) == len(k.methods) and len(set(k.tasks)) == len(k.tasks), "kprior.methods",
+             "tasks and methods must not repeat")
+    _require(len(k.memory_fractions) > 0 and all(0 < f <= 1 for f in k.memory_fractions), "kprior.memory_fractions",
+             f"must be fractions in (0, 1], got {tuple(k.memory_fractions)}")
+    _require(len(k.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in k.seeds)
+             and len(set(k.seeds)) == len(k.seeds), "kprior.seeds", f"must be distinct ints >= 0, got {tuple(k.seeds)}")
+    _require(k.delta > 0, "kprior.delta", f"must be positive, got {k.delta}")
+    _require(k.memory_selection in SELECTIONS, "kprior.memory_selection",
+             f"{k.memory_selection!r} is not one of {SELECTIONS}")
+    _require(0 < k.subset_fraction <= 1, "kprior.subset_fraction", f"must be in (0, 1], got {k.subset_fraction}")
+    _require(config.model.name in MODELS, "model.name",
+             f"the deep K-prior needs a model without BatchNorm statistics, one of {MODELS}; got {config.model.name!r}")
+    _require(config.optimizer.weight_decay == 0, "optimizer.weight_decay",
+             f"must be 0: the L2 term is the objective's delta/2 ||w||^2 (kprior.delta), got "
+             f"{config.optimizer.weight_decay}")
+    _require(config.training.num_train_steps > 0, "training.num_train_steps",
+             "set a fixed number of steps per run (the new data of add_data is a tenth of the base data: "
+             "epochs would give the adaptation runs a tenth of the steps)")
+
+
+# ------------------------------------------------------------------------------------ data
+
+def _arrays(dataset, subset_fraction: float, data_seed: int):
+    """(x, y, x_test, y_test) as numpy, x a fixed random subset of the train split (the seed of config.data)."""
+    train = dataset.train.__getitems__(np.arange(len(dataset.train)))
+    test = dataset.test.__getitems__(np.arange(len(dataset.test)))
+    keep = np.sort(np.random.default_rng(data_seed).permutation(len(train["label"]))[
+        :max(1, int(round(subset_fraction * len(train["label"]))))])
+    return train["image"][keep], train["label"][keep], test["image"], test["label"]
+
+
+def _apply_fn(model) -> Callable:
+    return lambda params, inputs: model.apply({"params": params}, to_float(inputs))
+
+
+def _outputs(apply_fn, params, inputs, chunk: int = 4096) -> np.ndarray:
+    apply = jax.jit(apply_fn)
+    return np.concatenate([np.asarray(apply(params, inputs[i:i + chunk])) for i in range(0, len(inputs), chunk)])
+
+
+def _select(apply_fn, params, inputs, labels, fraction: float, num_classes: int, selection: str, seed: int):
+    """Memory indices into `inputs`: class-balanced, `fraction` of the points (at least one per class)."""
+    size = max(num_classes, int(fraction * len(labels)))
+    scores = memory_scores(_outputs(apply_fn, params, inputs)) if selection == "lambda" else None
+    return select_memory(labels, size, selection, scores=scores, num_classes=num_classes, seed=seed)
+
+
+# ------------------------------------------------------------------------------------ the runner
+
+class _Runner:
+    """One trainer run per (task, method, fraction, seed) step; results.json kept up to date."""
+
+    def __init__(self, config, workdir: str, log, mesh):
+        self.config, self.workdir, self.log, self.mesh = config, workdir, log, mesh
+        self.path = os.path.join(workdir, "results.json")
+        self.records = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.records = json.load(f)
+
+    def done(self, task, method, fraction, seed) -> bool:
+        return any((r["task"], r["method"], r["memory_fraction"], r["seed"]) == (task, method, float(fraction), seed)
+                   for r in self.records)
+
+    def add(self, **record) -> None:
+        from jaxlab.train.metrics import write_json
+        self.records.append(record)
+        write_json(self.path, self.records)
+
+    def train(self, name: str, seed: int, train_x, train_y, test_x, test_y, num_classes: int, *,
+              prior: KPrior | None = None, start=None) -> dict:
+        """train_and_evaluate on (train_x, train_y) with the K-prior / Replay / L2 extra loss, from `start`."""
+        from jaxlab.train import train_and_evaluate
+        config = copy.deepcopy(self.config)
+        config.seed = seed
+        dataset = from_arrays(train_x, train_y, test_x, test_y, num_classes=num_classes, name=name)
+        extra = make_extra_loss(prior, len(train_y), self.config.kprior.delta)
+        tic = time.perf_counter()
+        result = train_and_evaluate(config, os.path.join(self.workdir, "runs", name), mesh=self.mesh,
+                                    dataset=dataset, extra_loss=extra,
+                                    initial_variables=None if start is None else {"params": start})
+        self.log(f"{name}: test accuracy {result['accuracy']:.4f} ({time.perf_counter() - tic:.1f}s)")
+        return {**result, "params": result["state"].params}
+
+    def clean(self, *names: str) -> None:
+        for name in names:
+            shutil.rmtree(os.path.join(self.workdir, "runs", name), ignore_errors=True)
+
+
+def _run_add_data(runner: _Runner, arrays, num_classes: int, model, seed: int) -> None:
+    k = runner.config.kprior
+    x, y, x_test, y_test = arrays
+    fractions = [float(f) for f in k.memory_fractions]
+    todo = [(m, f) for m in k.methods for f in fractions if not runner.done("add_data", m, f, seed)]
+    if not todo:
+        return
+    apply_fn = _apply_fn(model)
+    new = y == k.add_digit
+    x_past, y_past, x_new, y_new = x[~new], y[~new], x[new], y[new]
+    prefix = f"add_data/seed{seed}"
+    base = runner.train(f"{prefix}/base", seed, x_past, y_past, x_test, y_test, num_classes)
+    w_star = base["params"]
+    reference = lambda w: (regularised_loss(w, apply_fn, x, jax.nn.one_hot(y, num_classes), k.delta)  # noqa: E731
+                           / len(y_new))
+    start_norm = float(optax.tree.norm(jax.grad(reference)(w_star)))
+    new_targets = jax.nn.one_hot(y_new, num_classes)
+
+    def record(method, fraction, result, prior, memory_size, seconds):
+        if method == "batch":
+            grad_error = 0.0
+        else:
+            objective = ((lambda w: add_data(w, prior, x_new, new_targets) / len(y_new)) if prior is not None else
+                         (lambda w: (data_loss(w, apply_fn, x_new, new_targets) + weight_penalty(w, k.delta))
+                          / len(y_new)))
+            grad_error = float(gradient_error(objective, reference, result["params"]).absolute) / start_norm
+        for f in (fractions if method in ("finetune", "batch") else [fraction]):
+            if not runner.done("add_data", method, f, seed):
+                runner.add(task="add_data", method=method, memory_fraction=f, seed=seed,
+                           test_accuracy=float(result["accuracy"]), grad_error=grad_error, memory_size=memory_size,
+                           seconds=seconds)
+
+    for method in ("batch", "finetune"):
+        if any(m == method for m, _ in todo):
+            tic = time.perf_counter()
+            name = f"{prefix}/{method}"
+            result = (runner.train(name, seed, x, y, x_test, y_test, num_classes) if method == "batch" else
+                      runner.train(name, seed, x_new, y_new, x_test, y_test, num_classes, start=w_star))
+            record(method, None, result, None, len(y_past) if method == "batch" else 0, time.perf_counter() - tic)
+            runner.clean(name)
+    for method, fraction in todo:
+        if method in ("batch", "finetune"):
+            continue
+        tic = time.perf_counter()
+        memory = _select(apply_fn, w_star, x_past, y_past, fraction, num_classes, k.memory_selection, seed)
+        if method == "kprior":
+            prior = make_kprior(apply_fn, w_star, jnp.asarray(x_past[memory]), k.delta)
+        else:
+            prior = replay_prior(apply_fn, jnp.asarray(x_past[memory]), y_past[memory], num_classes, k.delta)
+        name = f"{prefix}/{method}_{fraction:g}"
+        result = runner.train(name, seed, x_new, y_new, x_test, y_test, num_classes, prior=prior, start=w_star)
+        record(method, fraction, result, prior, len(memory), time.perf_counter() - tic)
+        runner.clean(name)
+
+
+def _task_accuracy(result, test_digits, num_tasks: int) -> float:
+    """Mean over tasks of the accuracy on each task's test points (task t: digits 2t, 2t + 1)."""
+    correct = result["predictions"] == result["labels"]
+    return float(np.mean([correct[test_digits // 2 == t].mean() for t in range(num_tasks)]))
+
+
+def _run_continual(runner: _Runner, arrays, num_classes: int, model, seed: int) -> None:
+    k = runner.config.kprior
+    x, digits, x_test, test_digits = arrays
+    num_tasks = num_classes // 2
+    fractions = [float(f) for f in k.memory_fractions]
+    todo = [(m, f) for m in k.methods for f in fractions if not runner.done("continual", m, f, seed)]
+    if not todo:
+        return
+    apply_fn = _apply_fn(model)
+    y, y_test = digits % 2, test_digits % 2
+    tasks = [digits // 2 == t for t in range(num_tasks)]
+    prefix = f"continual/seed{seed}"
+
+    def train(name, task, prior=None, start=None):
+        return runner.train(name, seed, x[tasks[task]], y[tasks[task]], x_test, y_test, 2, prior=prior, start=start)
+
+    def add(method, fractions_, result, memory_size, seconds):
+        accuracy = _task_accuracy(result, test_digits, num_tasks)
+        runner.log(f"{prefix} {method}: mean accuracy over the {num_tasks} tasks {accuracy:.4f}")
+        for f in fractions_:
+            if not runner.done("continual", method, f, seed):
+                runner.add(task="continual", method=method, memory_fraction=f, seed=seed, test_accuracy=accuracy,
+                           grad_error=None, memory_size=memory_size, seconds=seconds)
+
+    if any(m == "batch" for m, _ in todo):
+        tic = time.perf_counter()
+        result = runner.train(f"{prefix}/batch", seed, x, y, x_test, y_test, 2)
+        add("batch", fractions, result, len(y), time.perf_counter() - tic)
+        runner.clean(f"{prefix}/batch")
+    chains = [(m, f) for m, f in todo if m in ("kprior", "replay")]
+    if any(m == "finetune" for m, _ in todo):
+        chains.append(("finetune", None))
+    if not chains:
+        return
+    base = train(f"{prefix}/base", 0)
+    for method, fraction in chains:
+        tic = time.perf_counter()
+        params, memory_x, memory_y, names = base["params"], [], [], []
+        for task in range(1, num_tasks):
+            prior = None
+            if method != "finetune":  # memory of the task just finished, chosen with the current model
+                past = tasks[task - 1]
+                chosen = _select(apply_fn, params, x[past], y[past], fraction, 2, k.memory_selection, seed + task)
+                memory_x.append(x[past][chosen])
+                memory_y.append(y[past][chosen])
+                inputs = jnp.asarray(np.concatenate(memory_x))
+                prior = (make_kprior(apply_fn, params, inputs, k.delta) if method == "kprior" else
+                         replay_prior(apply_fn, inputs, np.concatenate(memory_y), 2, k.delta))
+            names.append(f"{prefix}/{method}" + (f"_{fraction:g}" if fraction is not None else "") + f"/task{task}")
+            result = train(names[-1], task, prior=prior, start=params)
+            params = result["params"]
+        add(method, fractions if fraction is None else [fraction], result, sum(len(m) for m in memory_y),
+            time.perf_counter() - tic)
+        runner.clean(*names)
+
+
+# ------------------------------------------------------------------------------------ summary and plot
+
+def plot_accuracy_vs_memory(records: list[dict], path: str, title: str = "") -> None:
+    """One panel per task: test accuracy vs memory (% of past data, log axis), methods as lines, mean and
+    min-max band over seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = summarize(records)
+    tasks = [t for t in TASKS if any(r["task"] == t for r in records)]
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    styles = {"kprior": ("K-prior", "tab:blue", "o", "-"), "replay": ("Replay", "tab:orange", "s", "-"),
+              "finetune": ("Fine-tuning", "tab:gray", None, ":"), "batch": ("Batch (retraining)", "black", None, "--")}
+    for axis, task in zip(axes[0], tasks):
+        for method, (label, color, marker, line) in styles.items():
+            keys = sorted((key for key in stats if key[:2] == (task, method)), key=lambda key: key[2])
+            if not keys:
+                continue
+            x = np.array([100 * key[2] for key in keys])
+            mean, _, low, high = (np.array([stats[key][i] for key in keys]) for i in range(4))
+            axis.plot(x, 100 * mean, color=color, marker=marker, linestyle=line, label=label)
+            axis.fill_between(x, 100 * low, 100 * high, color=color, alpha=0.2)
+        axis.set_xscale("log")
+        axis.set_title({"add_data": "add data", "continual": "continual (domain-incremental)"}[task])
+        axis.set_xlabel("memory size (% of past data)")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# ------------------------------------------------------------------------------------ entry point
+
+def run_deep_kprior_experiment(config, workdir: str, dataset=None, mesh=None) -> dict[str, Any]:
+    """Every task x method x memory fraction x seed of config.kprior, each a trainer run; writes results.json
+    (resumable) and accuracy_vs_memory.png. `dataset`: a `jaxlab.data.Dataset` instead of config.data;
+    `mesh`: the trainer's devices (default: all)."""
+    from jaxlab import config as config_lib
+    from jaxlab import models, parallel
+    from jaxlab.data import load_dataset
+
+    check_deep_config(config)
+    mesh = mesh if mesh is not None else parallel.make_mesh()
+    config_lib.validate(config, num_devices=mesh.size, process_count=jax.process_count())
+    k = config.kprior
+    name = f"{config.data.name or config.data.source} {config.model.name}"
+
+    def log(message):
+        print(f"[kprior_deep {name}] {message}", flush=True)
+
+    start = time.perf_counter()
+    if dataset is None:
+        dataset = load_dataset(config.data)
+    num_classes = dataset.num_classes
+    if "add_data" in k.tasks:
+        _require(0 <= k.add_digit < num_classes, "kprior.add_digit",
+                 f"{k.add_digit} is not a class of {dataset.name} (0..{num_classes - 1})")
+    if "continual" in k.tasks:
+        _require(num_classes >= 4 and num_classes % 2 == 0, "kprior.tasks",
+                 f"continual needs an even number (>= 4) of classes for the pairs (0, 1), (2, 3), ...; "
+                 f"{dataset.name} has {num_classes}")
+    arrays = _arrays(dataset, k.subset_fraction, config.data.seed)
+    os.makedirs(workdir, exist_ok=True)
+    runner = _Runner(config, workdir, log, mesh)
+    log(f"{len(arrays[1])} training / {len(arrays[3])} test examples; tasks {tuple(k.tasks)}, methods "
+        f"{tuple(k.methods)}, memory {tuple(k.memory_fractions)}, seeds {tuple(k.seeds)}; "
+        f"{len(runner.records)} records already in results.json")
+    for task in k.tasks:
+        model = models.create_model(config.model, num_classes if task == "add_data" else 2)
+        for seed in k.seeds:
+            (_run_add_data if task == "add_data" else _run_continual)(runner, arrays, num_classes, model, seed)
+    wall = time.perf_counter() - start
+    plot = os.path.join(workdir, "accuracy_vs_memory.png")
+    plot_accuracy_vs_memory(runner.records, plot, title=name)
+    for (task, method, fraction), (mean, std, _, _) in sorted(summarize(runner.records).items()):
+        log(f"{task:9s} {method:8s} memory {fraction:6.3f}: {mean:.4f} +- {std:.4f}")
+    log(f"done in {wall:.1f}s: {len(runner.records)} records -> {runner.path}, {plot}")
+    return {"results": runner.path, "plot": plot, "wall_time_s": wall, "num_records": len(runner.records)}

@@ -1,0 +1,207 @@
+"""jaxlab.kprior.deep: the minibatch K-prior as a trainer extra loss, and the kprior_deep experiment end to end."""
+
+import importlib.util
+import json
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxlab import experiments, parallel
+from jaxlab.config import ConfigError, base_config
+from jaxlab.data import from_arrays
+from jaxlab.kprior import data_loss, make_kprior, minimize, regularised_loss
+from jaxlab.kprior.deep import (
+    METHODS,
+    RECORD_KEYS,
+    check_deep_config,
+    deep_prior_loss,
+    make_extra_loss,
+    memory_indices,
+    replay_prior,
+    run_deep_kprior_experiment,
+)
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs" / "kprior"
+
+
+def linear(w, x):
+    return x @ w
+
+
+def _glm_problem(num_classes=3, n_past=40, n_new=12, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([np.ones((n_past + n_new, 1)), rng.normal(size=(n_past + n_new, features))], axis=1)
+    y = rng.integers(0, num_classes, n_past + n_new)
+    targets = np.eye(num_classes)[y]
+    return x[:n_past], targets[:n_past], x[n_past:], targets[n_past:]
+
+
+def test_glm_deep_kprior_gradient_equals_retraining_at_full_memory():
+    """GLM, exact w*, M = D, the whole memory as the "minibatch": grad(mean_{D+} l + extra) = grad((Lbar + sum_{D+} l)
+    / N_new) at every w, through the same deep_prior_loss the trainer calls."""
+    with jax.enable_x64(True):
+        x, t, x_new, t_new = (jnp.asarray(a, jnp.float64) for a in _glm_problem())
+        delta = 2.0
+        w0 = jnp.zeros((x.shape[1], t.shape[1]), jnp.float64)
+        w_star = minimize(regularised_loss, w0, linear, x, t, delta, method="newton", tol=1e-13, max_steps=50)
+        prior = make_kprior(linear, w_star, x, delta)
+        n_new = len(x_new)
+        everything = jnp.arange(prior.memory_size)
+
+        def kprior_objective(w):
+            return data_loss(w, linear, x_new, t_new) / n_new + deep_prior_loss(w, prior, everything, n_new)
+
+        def retraining(w):
+            return (regularised_loss(w, linear, x, t, delta) + data_loss(w, linear, x_new, t_new)) / n_new
+
+        for seed in range(3):
+            w = w_star + jax.random.normal(jax.random.PRNGKey(seed), w_star.shape, jnp.float64)
+            difference = optax.tree.norm(optax.tree.sub(jax.grad(kprior_objective)(w), jax.grad(retraining)(w)))
+            assert float(difference) < 1e-10 * float(optax.tree.norm(jax.grad(retraining)(w)))
+        # the past term alone has zero gradient at w* (on any minibatch of the memory)
+        some = jnp.array([3, 3, 17, 0])
+        assert float(optax.tree.norm(jax.grad(deep_prior_loss)(w_star, prior, some, n_new))) < 1e-12
+
+
+def test_minibatch_term_is_unbiased_and_replay_uses_true_labels():
+    """Averaged over every single-point draw, the minibatch term is exactly K(w) / N_new; Replay is the same code
+    with one-hot labels and delta/2 ||w||^2."""
+    with jax.enable_x64(True):
+        x, t, _, _ = (jnp.asarray(a, jnp.float64) for a in _glm_problem())
+        w_star = 0.1 * jnp.ones((x.shape[1], t.shape[1]), jnp.float64)
+        w = w_star + 0.3 * jax.random.normal(jax.random.PRNGKey(1), w_star.shape, jnp.float64)
+        prior = make_kprior(linear, w_star, x, 3.0)
+        n_new = 7
+        average = np.mean([float(deep_prior_loss(w, prior, jnp.array([m]), n_new)) for m in range(len(x))])
+        np.testing.assert_allclose(average, float(prior(w)) / n_new, rtol=1e-12)
+        replay = replay_prior(linear, x, np.argmax(np.asarray(t), 1), t.shape[1], 3.0)
+        np.testing.assert_allclose(float(deep_prior_loss(w, replay, jnp.arange(len(x)), n_new)),
+                                   float(regularised_loss(w, linear, x, t, 3.0)) / n_new, rtol=1e-6)
+
+
+def test_memory_sampling_is_deterministic_per_step():
+    rng = jax.random.PRNGKey(0)
+    index = jnp.arange(40, 72)
+    first = memory_indices(rng, jnp.int32(5), index, 1000)
+    np.testing.assert_array_equal(first, memory_indices(rng, jnp.int32(5), index, 1000))
+    assert first.shape == (32,) and int(first.min()) >= 0 and int(first.max()) < 1000
+    assert not np.array_equal(first, memory_indices(rng, jnp.int32(6), index, 1000))
+    # a draw belongs to its example, not its batch position: any device split gives the same draws
+    np.testing.assert_array_equal(memory_indices(rng, jnp.int32(5), index[::-1], 1000), first[::-1])
+    # the extra loss evaluates the same memory minibatch for the same step
+    prior = make_kprior(linear, jnp.ones((3, 2)), jnp.asarray(np.random.default_rng(0).normal(size=(50, 3))), 1.0)
+    extra = make_extra_loss(prior, 10, 1.0)
+    batch = {"index": index, "step": jnp.int32(5)}
+    w = jax.random.normal(jax.random.PRNGKey(2), (3, 2))
+    assert float(extra(w, batch, rng)) == float(extra(w, batch, rng))
+    assert float(extra(w, batch, rng)) != float(extra(w, {**batch, "step": jnp.int32(6)}, rng))
+
+
+def _tiny_config(**kprior):
+    config = base_config()
+    config.experiment = "kprior_deep"
+    config.data.source = "digits"  # not read: the test passes the dataset
+    config.model.name = "mlp"
+    config.model.hidden_sizes = (16,)
+    config.training.batch_size = 16
+    config.training.num_train_steps = 8
+    config.optimizer.name = "adamw"
+    config.optimizer.learning_rate = 1e-2
+    config.optimizer.weight_decay = 0.0
+    config.eval_every_steps = 10**9
+    config.checkpoint_every_steps = 10**9
+    config.eval_batch_size = 64
+    config.kprior.update({**dict(memory_fractions=(1.0,), seeds=(0,), delta=1.0, add_digit=3, subset_fraction=1.0),
+                          **kprior})
+    return config
+
+
+def _tiny_dataset(num_classes=4, per_class=24):
+    rng = np.random.default_rng(0)
+    centres = rng.integers(0, 256, size=(num_classes, 4, 4, 1))
+
+    def split(n):
+        labels = np.repeat(np.arange(num_classes), n)
+        images = np.clip(centres[labels] + rng.normal(0, 30, size=(len(labels), 4, 4, 1)), 0, 255)
+        return images.astype(np.uint8), labels
+
+    return from_arrays(*split(per_class), *split(8), name="tiny", num_classes=num_classes)
+
+
+def _records(workdir):
+    with open(os.path.join(workdir, "results.json")) as f:
+        return json.load(f)
+
+
+def _check_records(records):
+    for r in records:
+        assert set(RECORD_KEYS) <= set(r) and r["memory_fraction"] == 1.0 and r["seed"] == 0
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+        assert r["grad_error"] is None if r["task"] == "continual" else r["grad_error"] >= 0
+
+
+def test_tiny_add_data_run_writes_results_and_resumes(tmp_path, capsys):
+    """Base + retraining + K-prior, each a trainer run (1 device): records, plot, only the base kept, resume."""
+    config = _tiny_config(tasks=("add_data",), methods=("kprior", "batch"))
+    dataset, workdir, mesh = _tiny_dataset(), str(tmp_path / "run"), parallel.make_mesh(1)
+    summary = run_deep_kprior_experiment(config, workdir, dataset=dataset, mesh=mesh)
+    records = _records(workdir)
+    assert summary["num_records"] == len(records) == 2
+    assert {r["method"] for r in records} == {"kprior", "batch"}
+    _check_records(records)
+    assert next(r for r in records if r["method"] == "batch")["grad_error"] == 0.0
+    assert os.path.getsize(os.path.join(workdir, "accuracy_vs_memory.png")) > 0
+    assert sorted(os.listdir(os.path.join(workdir, "runs", "add_data", "seed0"))) == ["base"]
+    capsys.readouterr()
+    run_deep_kprior_experiment(config, workdir, dataset=dataset, mesh=mesh)  # resumable: nothing left to train
+    assert "test accuracy" not in capsys.readouterr().out
+    assert _records(workdir) == records
+
+
+def test_tiny_continual_run(tmp_path):
+    """4 classes = 2 tasks (0/1, 2/3), domain-incremental labels: base on task 1, Replay on task 2."""
+    config = _tiny_config(tasks=("continual",), methods=("replay",))
+    workdir = str(tmp_path / "run")
+    run_deep_kprior_experiment(config, workdir, dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
+    records = _records(workdir)
+    assert [(r["task"], r["method"]) for r in records] == [("continual", "replay")]
+    _check_records(records)
+    assert records[0]["memory_size"] == 48  # all of task 1 (2 classes x 24)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda c: c.kprior.update(methods=("kprior", "ewc")), "kprior.methods"),
+    (lambda c: c.kprior.update(tasks=("remove_data",)), "kprior.tasks"),
+    (lambda c: c.model.update(name="cnn"), "model.name"),  # BatchNorm statistics
+    (lambda c: c.optimizer.update(weight_decay=1e-4), "optimizer.weight_decay"),
+    (lambda c: c.training.update(num_train_steps=-1), "training.num_train_steps"),
+    (lambda c: c.kprior.update(memory_fractions=(0.0,)), "kprior.memory_fractions"),
+])
+def test_bad_config_raises_before_anything_runs(tmp_path, change, field):
+    config = _tiny_config(tasks=("add_data",), methods=("kprior",))
+    change(config)
+    with pytest.raises(ConfigError) as error:
+        run_deep_kprior_experiment(config, str(tmp_path / "never"), dataset=_tiny_dataset())
+    assert error.value.field == field
+    assert not (tmp_path / "never").exists()
+
+
+def test_add_digit_outside_the_classes_is_a_config_error(tmp_path):
+    config = _tiny_config(tasks=("add_data",), methods=("kprior",), add_digit=7)
+    with pytest.raises(ConfigError, match="kprior.add_digit"):
+        run_deep_kprior_experiment(config, str(tmp_path / "never"), dataset=_tiny_dataset())
+
+
+@pytest.mark.parametrize("name", ["mnist_add_data", "split_mnist"])
+def test_mnist_configs_are_valid_deep_configs(name):
+    spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    check_deep_config(config)
+    assert config.experiment == "kprior_deep" and experiments.EXPERIMENTS.lookup("kprior_deep")
