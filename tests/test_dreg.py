@@ -389,25 +389,25 @@ def test_tiny_study_writes_results(tmp_path):
     from jaxlab.dreg.study import run_study
     config = tiny_config(**{"experiment": "dreg_study", "training.num_epochs": 2.0, "training.num_train_steps": -1})
     config.dreg_study.update(
-        methods=("B0", "DReg"), overrides={"B0": {}, "DReg": {"dreg": {"enabled": True}}},
+        methods=("DReg",), overrides={"DReg": {"dreg": {"enabled": True}}},
         candidates={"DReg": {"lam1e-2": {"dreg": {"coefficient": 0.01}}, "lam1": {"dreg": {"coefficient": 1.0}}}},
-        batch_sizes=(32,), seeds=(0,), sweep_seeds=(0,), train_examples=256, validation_examples=128,
-        test_examples=96, target_accuracy=0.3)
+        batch_sizes=(32,), seeds=(0, 1), sweep_seeds=(0,), train_examples=128, validation_examples=64,
+        test_examples=64, target_accuracy=0.3)
     run_study(config, str(tmp_path))
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
     assert results["selection"]["DReg"]["chosen"] in ("lam1e-2", "lam1")
     assert len(results["runs"]) == 2 and (tmp_path / "convergence.png").stat().st_size > 0
-    assert results["complete"] and "| DReg | 32 | 1 |" in (tmp_path / "results.md").read_text()
+    assert results["complete"] and "| DReg | 32 | 2 |" in (tmp_path / "results.md").read_text()
     for run in results["runs"]:
         assert {"method", "batch_size", "seed", "final_accuracy", "accuracy_per_epoch", "steps_to_target",
                 "mean_step_seconds"} <= set(run)
         assert len(run["accuracy_per_epoch"]) == 2 and run["accuracy_per_epoch"][-1] == run["final_accuracy"]
-        assert run["steps_per_epoch"] == 256 // run["batch_size"]
-    assert [(r["method"], r["batch_size"]) for r in results["summary"]] == [("B0", 32), ("DReg", 32)]
-    mtime = os.path.getmtime(tmp_path / "runs" / "B0_bs32_seed0" / "summary.json")
+        assert run["steps_per_epoch"] == 128 // run["batch_size"]
+    assert [(r["method"], r["batch_size"], r["num_runs"]) for r in results["summary"]] == [("DReg", 32, 2)]
+    mtime = os.path.getmtime(tmp_path / "runs" / "DReg_bs32_seed0" / "summary.json")
     run_study(config, str(tmp_path))  # finished runs are skipped
-    assert os.path.getmtime(tmp_path / "runs" / "B0_bs32_seed0" / "summary.json") == mtime
+    assert os.path.getmtime(tmp_path / "runs" / "DReg_bs32_seed0" / "summary.json") == mtime
 
 
 def test_study_config_declares_every_control():
