@@ -23,39 +23,21 @@ import statistics
 import time
 
 import jax
-import numpy as np
 
 
 def make_step(model_name: str, num_classes: int, image_size: int, batch: int, dtype: str, layer: str | None,
               coefficient: float):
-    """(step, state, batch) for the plain model (layer None) or the model with `layer` replicated."""
-    from jaxlab import parallel
-    from jaxlab.config import base_config
+    """(step, state, batch) for the plain model (layer None) or the model with `layer` replicated
+    ("" = the final classifier), with lambda cos(W1, W2)^2 when coefficient > 0."""
     from jaxlab.dreg import dreg_extra_loss, replicate_model
-    from jaxlab.models import create_model
-    from jaxlab.train import create_optimizer, create_train_state, make_train_step
+    from train_step import make_jax_step  # benchmarks/train_step.py, beside this script
 
-    config = base_config()
-    config.model.name, config.model.dtype = model_name, dtype
-    config.training.batch_size = batch
-    config.optimizer.update(name="momentum", learning_rate=0.1, momentum=0.9, weight_decay=5e-4)
-    config.schedule.name = "constant"
-    mesh = parallel.make_mesh()
-    input_shape = (image_size, image_size, 3)
-    model, extra_loss = create_model(config.model, num_classes), None
-    if layer is not None:
-        model = replicate_model(model, input_shape, layer or None)
-        if coefficient:
-            extra_loss = dreg_extra_loss(model.path, "squared_cosine", coefficient)
-    tx, _ = create_optimizer(config, 1000, 1000)
-    state = parallel.replicate(create_train_state(0, model, tx, input_shape), mesh)
-    rng = np.random.default_rng(0)
-    arrays = parallel.shard_batch({
-        "image": rng.integers(0, 256, (batch, *input_shape), dtype=np.uint8),
-        "label": rng.integers(0, num_classes, (batch,)).astype(np.int32),
-        "index": np.arange(batch, dtype=np.int32),
-    }, mesh)
-    return make_train_step(model, tx, mesh, num_classes=num_classes, extra_loss=extra_loss), state, arrays
+    if layer is None:
+        return make_jax_step(model_name, image_size, num_classes, batch, dtype)
+    return make_jax_step(
+        model_name, image_size, num_classes, batch, dtype,
+        model_transform=lambda model, input_shape: replicate_model(model, input_shape, layer or None),
+        extra_loss=(lambda model: dreg_extra_loss(model.path, "squared_cosine", coefficient)) if coefficient else None)
 
 
 def main() -> None:

@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def jax_step_time(model_name: str, image_size: int, num_classes: int, batch: int, dtype: str,
-                  steps: int, warmup: int) -> tuple[float, float | None]:
-    """Seconds per train step of jaxlab's step on all local devices, and its FLOPs if known."""
+def make_jax_step(model_name: str, image_size: int, num_classes: int, batch: int, dtype: str,
+                  model_transform=None, extra_loss=None):
+    """(step, state, batch) of jaxlab's train step on all local devices: SGD momentum 0.9, weight decay 5e-4,
+    a fixed synthetic uint8 batch. `model_transform(model, input_shape)` may wrap the model (e.g. DReg)."""
     from jaxlab import parallel
     from jaxlab.config import base_config
     from jaxlab.models import create_model
@@ -37,16 +38,27 @@ def jax_step_time(model_name: str, image_size: int, num_classes: int, batch: int
     config.optimizer.update(name="momentum", learning_rate=0.1, momentum=0.9, weight_decay=5e-4)
     config.schedule.name = "constant"
     mesh = parallel.make_mesh()
+    input_shape = (image_size, image_size, 3)
     model = create_model(config.model, num_classes)
+    if model_transform is not None:
+        model = model_transform(model, input_shape)
     tx, _ = create_optimizer(config, 1000, 1000)
-    state = parallel.replicate(create_train_state(0, model, tx, (image_size, image_size, 3)), mesh)
+    state = parallel.replicate(create_train_state(0, model, tx, input_shape), mesh)
     rng = np.random.default_rng(0)
     batch_arrays = parallel.shard_batch({
-        "image": rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8),
+        "image": rng.integers(0, 256, (batch, *input_shape), dtype=np.uint8),
         "label": rng.integers(0, num_classes, (batch,)).astype(np.int32),
         "index": np.arange(batch, dtype=np.int32),
     }, mesh)
-    step = make_train_step(model, tx, mesh, num_classes=num_classes)
+    step = make_train_step(model, tx, mesh, num_classes=num_classes,
+                           extra_loss=extra_loss(model) if extra_loss else None)
+    return step, state, batch_arrays
+
+
+def jax_step_time(model_name: str, image_size: int, num_classes: int, batch: int, dtype: str,
+                  steps: int, warmup: int) -> tuple[float, float | None]:
+    """Seconds per train step of jaxlab's step on all local devices, and its FLOPs if known."""
+    step, state, batch_arrays = make_jax_step(model_name, image_size, num_classes, batch, dtype)
     flops = matmul_flops(jax.make_jaxpr(step)(state, batch_arrays).jaxpr)
     for _ in range(warmup):
         state, metrics = step(state, batch_arrays)
