@@ -236,3 +236,35 @@ def test_lambda_memory_reconstructs_the_gradient_better_than_low_lambda_memory(b
 
     highest, lowest = errors(memories, points)
     assert np.all(highest < lowest), (highest, lowest)
+
+
+# ---------------------------------------------------------------- the Newton solver
+
+
+def test_newton_is_damped_from_a_saturated_start(base):
+    """Far from the optimum the logits saturate, the Hessian is nearly delta alone and full Newton steps
+    overshoot (undamped, 50 steps from this start ended 13.9 away from w*); the step length search on ||grad||
+    reaches w*."""
+    inputs, targets, _, w_star = base
+    start = random_params(3, w_star, 30.0)
+    solution = kprior.minimize(kprior.regularised_loss, start, glm, inputs, targets, DELTA, **SOLVE)
+    assert np.all(np.isfinite(solution))
+    np.testing.assert_allclose(solution, w_star, atol=1e-10)
+
+
+def test_newton_converges_in_float32_when_the_objective_value_dwarfs_its_gradient(base):
+    """Change of regulariser 50 -> 5 on a 4-point memory, rescaled by |M| as the experiments do: the value is
+    dominated by -delta <w*, w> / |M| (-3.9 here, against a gradient tolerance of 1e-6), the regime where float32
+    rounding of the VALUE hides the last decreases (it stalled L-BFGS's line search on USPS at 20-5% memory).
+    Newton uses gradients only: in float32 it lands on the float64 solution."""
+    inputs, targets, labels, _ = base
+    w_star = fit(glm, inputs, targets, kprior.SOFTMAX, delta=50.0)
+    memory = kprior.select_memory(labels, 4, "lambda", scores=kprior.memory_scores(glm(w_star, inputs)))
+    solutions = []
+    for dtype in (jnp.float64, jnp.float32):
+        prior = kprior.make_kprior(glm, w_star.astype(dtype), inputs[memory].astype(dtype), 50.0)
+        solution = kprior.minimize(kprior.change_regulariser, w_star.astype(dtype), prior, 5.0, method="newton",
+                                   tol=1e-6, max_steps=50, scale=4.0)
+        assert solution.dtype == dtype
+        solutions.append(solution)
+    np.testing.assert_allclose(np.asarray(solutions[1], np.float64), solutions[0], rtol=1e-4, atol=1e-4)

@@ -86,6 +86,7 @@ def test_full_memory_kprior_is_batch(ci_run):
     ("kprior.solver", "adam"),            # adam is for networks
     ("kprior.change_model_degree", 1),    # not above model.polynomial_degree
     ("kprior.delta", -1.0),
+    ("kprior.base_solver", "adam"),       # adam is for networks
 ])
 def test_bad_config_raises_before_compiling(monkeypatch, tmp_path, field, value):
     def no_compile(*args, **kwargs):
@@ -107,6 +108,21 @@ def test_missing_data_is_a_clear_error_before_compiling(monkeypatch, tmp_path):
     config.data.dir = str(tmp_path / "nowhere")
     with pytest.raises(DataError, match="data.dir"):
         experiments.run_kprior_experiment(config, str(tmp_path))
+
+
+def test_newton_on_a_base_model_too_big_for_a_dense_hessian_is_a_clear_error(monkeypatch, tmp_path):
+    """ci.py solves with newton; a degree-5 base model on 12 features has 2 x 6188 params (> NEWTON_MAX_PARAMS):
+    ConfigError naming kprior.base_solver once the data's width is known, before compiling; lbfgs for it passes."""
+    monkeypatch.setattr(experiments, "_solve_seeds", lambda *a, **k: pytest.fail("compiled"))
+    write_svmlight_pair(tmp_path, n_train=40, n_test=20)
+    config = load_config("ci")
+    config.data.dir = str(tmp_path)
+    config.kprior.change_model_degree = 5
+    with pytest.raises(ConfigError, match=r"kprior\.base_solver.*degree-5 base model"):
+        experiments.run_kprior_experiment(config, str(tmp_path / "run"))
+    config.kprior.base_solver = "lbfgs"
+    with pytest.raises(pytest.fail.Exception, match="compiled"):  # past the checks, into the base-model solve
+        experiments.run_kprior_experiment(config, str(tmp_path / "run"))
 
 
 def test_weighted_objectives_are_the_library_task_objectives():

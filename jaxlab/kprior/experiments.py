@@ -39,11 +39,19 @@ Vectorisation (config.kprior.vectorize_fractions):
 Base models are vmapped over seeds. With config.kprior.dedupe_seeds, where the seed cannot change the problem
 (`seed_dependent`: e.g. USPS GLMs, Adult remove_data) one seed is solved and its records copied to the others
 (spread 0). Off by default: on Adult remove_data the 3 identical seeds vmapped took 42 s against 62-123 s for the
-single seed (float32 L-BFGS iteration counts depend on rounding, which depends on the batch shape). The solvers: `kprior.minimize` (optax L-BFGS with zoom line
-search, or Newton) for GLMs, full-batch Adam for networks; objectives are divided by
-(N_new + |M|) as in the official code (a rescaling, same minimiser).
+single seed (float32 L-BFGS iteration counts depend on rounding, which depends on the batch shape).
+The solvers: `kprior.minimize` (optax L-BFGS with zoom line search, or damped Newton) for GLMs,
+full-batch Adam for networks; config.kprior.base_solver may differ for the base models (L-BFGS for a
+degree-2 base GLM too wide for Newton's dense Hessian, NEWTON_MAX_PARAMS: a ConfigError says so before
+compiling). Objectives are divided by (N_new + |M|) as in the official code (a rescaling, same minimiser).
 
-Precision: float32 unless config.kprior.float64 (x64 enabled for the run and restored after).
+Precision: float32 unless config.kprior.float64 (x64 enabled for the run and restored after). In
+float32, L-BFGS may not reach a tight tol on K-prior objectives over small memories: their value is
+dominated by weight terms (e.g. -delta <w*, w> / |M| for a change of regulariser) whose rounding hides
+the last decreases from the line search, which then fails step after step until `steps` (measured on
+USPS change_regularizer: 300 steps, ||grad|| stuck at 1e-5 to 4e-5, against 35-46 steps to 1e-6 in
+float64, same accuracies). Remedies: float64, or newton (gradients only; its dense Hessian costs
+N d^2 C^2 per step, so it pays on small problems).
 
 grad_error: at the method's solution w, ||grad J_method(w) - grad J_retrain(w)|| divided by
 ||grad J_retrain(w0)|| with w0 the adaptation's starting point (w*, or the fresh init for a change
@@ -80,6 +88,7 @@ TASKS = ("add_data", "remove_data", "change_regularizer", "change_model")
 METHODS = ("kprior", "replay", "batch")
 PROTOCOLS = ("adult", "usps_odd_even")
 SOLVERS = ("lbfgs", "newton", "adam")
+NEWTON_MAX_PARAMS = 4096  # newton forms a dense (params x params) Hessian per vmapped problem
 MODELS = ("glm", "mlp")
 RECORD_KEYS = ("task", "method", "memory_fraction", "seed", "test_accuracy", "grad_error")
 
@@ -126,6 +135,9 @@ def check_kprior_config(config) -> None:
              "adam is for networks; use lbfgs or newton for a GLM")
     _require(config.model.name == "glm" or k.solver == "adam", "kprior.solver",
              "networks are trained with adam (lbfgs/newton are for convex GLM objectives)")
+    _require(k.base_solver in ("", *SOLVERS) and ((k.base_solver or k.solver) == "adam") == (config.model.name == "mlp"),
+             "kprior.base_solver", f"must be '' (= kprior.solver) or a solver for {config.model.name!r} "
+                                   f"({'adam' if config.model.name == 'mlp' else 'lbfgs, newton'}), got {k.base_solver!r}")
     _require(k.steps > 0, "kprior.steps", f"must be positive, got {k.steps}")
     _require(k.tol >= 0, "kprior.tol", f"must be >= 0, got {k.tol}")
     _require(k.history > 0, "kprior.history", f"must be positive, got {k.history}")
@@ -356,18 +368,36 @@ def seed_dependent(task: str, config) -> bool:
             or config.model.name != "glm")
 
 
-def _run_task(task: str, arrays, config, dtype, solver: Solver, log) -> list[dict]:
+def _check_newton_sizes(config, width: int) -> None:
+    """ConfigError (after loading, before compiling) when newton would form a Hessian over NEWTON_MAX_PARAMS wide."""
+    k = config.kprior
+    if config.model.name != "glm":
+        return
+    new = 2 * math.comb(width + config.model.polynomial_degree, config.model.polynomial_degree)
+    base = 2 * math.comb(width + k.change_model_degree, k.change_model_degree) if "change_model" in k.tasks else new
+    for field, name, params in (("kprior.solver", k.solver, new), ("kprior.base_solver", k.base_solver or k.solver,
+                                                                    max(new, base))):
+        _require(name != "newton" or params <= NEWTON_MAX_PARAMS, field,
+                 f"newton needs a dense {params} x {params} Hessian per problem (more than NEWTON_MAX_PARAMS="
+                 f"{NEWTON_MAX_PARAMS} params"
+                 + (f"; the degree-{k.change_model_degree} base model of change_model"
+                    if params == base and base != new else "") + "): use lbfgs")
+
+
+def _run_task(task: str, arrays, config, dtype, solvers: tuple[Solver, Solver], log) -> list[dict]:
+    """solvers: (the adaptation and Batch solver, the base models' solver)."""
     k = config.kprior
     if not seed_dependent(task, config) and len(k.seeds) > 1 and k.dedupe_seeds:
         log(f"{task}: the seed changes nothing here (fixed split, zero init, lambda memory): "
             f"solved for seed {k.seeds[0]}, records copied to seeds {tuple(k.seeds[1:])}")
-        records = _run_task_seeds(task, arrays, config, (k.seeds[0],), dtype, solver, log)
+        records = _run_task_seeds(task, arrays, config, (k.seeds[0],), dtype, solvers, log)
         return [dict(r, seed=int(seed)) for seed in k.seeds for r in records]
-    return _run_task_seeds(task, arrays, config, tuple(k.seeds), dtype, solver, log)
+    return _run_task_seeds(task, arrays, config, tuple(k.seeds), dtype, solvers, log)
 
 
-def _run_task_seeds(task: str, arrays, config, seeds, dtype, solver: Solver, log) -> list[dict]:
+def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> list[dict]:
     k = config.kprior
+    solver, base_solver = solvers
     fractions = tuple(float(f) for f in k.memory_fractions)
     num_classes = 2
     glm = config.model.name == "glm"
@@ -399,7 +429,7 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solver: Solver, log
     cheap_base_test = base_model is new_model  # the base model of a change of model: no test pass (degree-2 features)
     base_test = test_inputs if cheap_base_test else base_model.inputs(splits[0]["x_test"][:1])
     w_star, base_accuracy = _solve_seeds(base_starts, base_data, base_test, test_labels[:len(base_test)],
-                                         base_model.apply, solver)
+                                         base_model.apply, base_solver)
     base_outputs = jax.vmap(base_model.apply)(w_star, base_inputs)
     soft = np.asarray(jax.nn.softmax(base_outputs), dtype)
     scores = [memory_scores(o) for o in np.asarray(base_outputs)]
@@ -575,10 +605,12 @@ def run_kprior_experiment(config, workdir: str, dataset=None) -> dict:
         if len(np.unique(arrays[1])) != 2:
             raise ConfigError("kprior.protocol", f"the experiments are binary; {dataset.name} has "
                                                  f"{len(np.unique(arrays[1]))} classes under {k.protocol!r}")
+        _check_newton_sizes(config, arrays[0].shape[1])
         solver = Solver(k.solver, int(k.steps), float(k.tol), int(k.history), float(k.learning_rate))
+        solvers = (solver, solver._replace(name=k.base_solver or k.solver))
         records = []
         for task in k.tasks:
-            records += _run_task(task, arrays, config, dtype, solver, log)
+            records += _run_task(task, arrays, config, dtype, solvers, log)
             write_json(os.path.join(workdir, "results.json"), records)
     wall = time.perf_counter() - start
     plot = os.path.join(workdir, "accuracy_vs_memory.png")

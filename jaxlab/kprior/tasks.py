@@ -120,20 +120,45 @@ def _lbfgs(value_fn, params, tol, max_steps: int, history: int):
     return jax.lax.while_loop(running, step, (params, optimiser.init(params)))[0]
 
 
-def _newton(value_fn, params, tol, max_steps: int):
-    """w <- w - H^{-1} g (dense Hessian of the flattened params, Cholesky solve: H must be positive
-    definite) until a step starts from ||g|| <= tol."""
+def _newton(value_fn, params, tol, max_steps: int, max_halvings: int = 30):
+    """Damped Newton on the flattened params: d = H^{-1} g (dense Hessian, Cholesky solve: H must be
+    positive definite), w <- w - t d with t the first of 1, 1/2, 1/4, ... such that
+    ||g(w - t d)||^2 <= (1 - 2e-4 t) ||g(w)||^2 (Armijo on the merit ||g||^2 / 2, for which d is a
+    descent direction: its slope is -||g||^2). Uses gradients only, never objective values: in
+    float32 a K-prior objective's value (e.g. the -delta <w*, w> term of a change of regulariser
+    over a small memory) can be so large that its rounding hides the decrease of the last steps,
+    which stalls a value-based line search, while its gradient is still accurate.
+    Stops at ||g|| <= tol, after max_steps, or when no t >= 2^-max_halvings is accepted (the
+    gradient's rounding floor: w is kept, never replaced by a non-finite step)."""
     flat, unravel = ravel_pytree(params)
     flat_value = lambda v: value_fn(unravel(v))  # noqa: E731
+    grad_fn = jax.grad(flat_value)
 
     def step(carry):
-        v, count, _ = carry
-        grad = jax.grad(flat_value)(v)
+        v, grad, count, _ = carry
         direction = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(jax.hessian(flat_value)(v)), grad)
-        return v - direction, count + 1, jnp.linalg.norm(grad)
+        norm2 = jnp.vdot(grad, grad)
 
-    start = (flat, 0, jnp.asarray(jnp.inf, flat.dtype))
-    return unravel(jax.lax.while_loop(lambda carry: (carry[1] < max_steps) & (carry[2] > tol), step, start)[0])
+        def rejected(search):
+            t, new_grad, halvings = search
+            return (halvings <= max_halvings) & ~(jnp.vdot(new_grad, new_grad) <= (1 - 2e-4 * t) * norm2)
+
+        def halve(search):
+            t, _, halvings = search
+            return t / 2, grad_fn(v - t / 2 * direction), halvings + 1
+
+        t, new_grad, halvings = jax.lax.while_loop(rejected, halve, (jnp.ones((), v.dtype),
+                                                                     grad_fn(v - direction), 0))
+        accepted = halvings <= max_halvings
+        return (jnp.where(accepted, v - t * direction, v), jnp.where(accepted, new_grad, grad), count + 1,
+                ~accepted)
+
+    def running(carry):
+        _, grad, count, stalled = carry
+        return (count < max_steps) & (jnp.linalg.norm(grad) > tol) & ~stalled
+
+    start = (flat, grad_fn(flat), 0, jnp.asarray(False))
+    return unravel(jax.lax.while_loop(running, step, start)[0])
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "treedef", "static_leaves", "method", "max_steps",
@@ -156,10 +181,11 @@ def minimize(objective: Callable[..., jax.Array], params, *args, method: str = "
 
     method "lbfgs": optax.lbfgs with its default zoom line search (strong Wolfe conditions) and
     `history` past updates; stops when ||grad|| <= tol (of the scaled objective). "newton":
-    undamped Newton steps with the dense Hessian (Cholesky solve), for small, strictly convex
-    problems (GLMs in float64 in the tests: machine precision in a handful of steps); stops after the first step
-    taken from a point with ||grad|| <= tol. Both stop after max_steps; tol=0 runs exactly
-    max_steps steps.
+    Newton steps with the dense Hessian (Cholesky solve), for small, strictly convex
+    problems (GLMs: machine precision in a handful of steps), damped by a backtracking search on
+    ||grad|| (no objective values: robust in float32 where a large objective value's rounding
+    stalls L-BFGS's line search); stops when ||grad|| <= tol or when no step length reduces
+    ||grad|| (its rounding floor). Both stop after max_steps.
 
     Array and number leaves of `args` (pytrees such as a KPrior are fine) enter jit as arguments,
     not constants; other leaves (apply_fn, the loss) are static and must be hashable, as must
