@@ -255,7 +255,7 @@ def _run_add_data(runner: _Runner, arrays, num_classes: int, model, seed: int) -
     w_star = base["params"]
     reference = lambda w: (regularised_loss(w, apply_fn, x, jax.nn.one_hot(y, num_classes), k.delta)  # noqa: E731
                            / len(y_new))
-    start_norm = float(optax.tree.norm(jax.grad(reference)(w_star)))
+    start_norm = float(jax.jit(lambda w: optax.tree.norm(jax.grad(reference)(w)))(w_star))
     new_targets = jax.nn.one_hot(y_new, num_classes)
 
     def record(method, fraction, result, prior, memory_size, seconds):
@@ -265,7 +265,8 @@ def _run_add_data(runner: _Runner, arrays, num_classes: int, model, seed: int) -
             objective = ((lambda w: add_data(w, prior, x_new, new_targets) / len(y_new)) if prior is not None else
                          (lambda w: (data_loss(w, apply_fn, x_new, new_targets) + weight_penalty(w, k.delta))
                           / len(y_new)))
-            grad_error = float(gradient_error(objective, reference, result["params"]).absolute) / start_norm
+            error = jax.jit(lambda w: gradient_error(objective, reference, w).absolute)
+            grad_error = float(error(result["params"])) / start_norm
         for f in (fractions if method in ("finetune", "batch") else [fraction]):
             if not runner.done("add_data", method, f, seed):
                 runner.add(task="add_data", method=method, memory_fraction=f, seed=seed,
