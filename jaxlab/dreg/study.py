@@ -270,6 +270,7 @@ def plot_convergence(rows: list[dict], batch_sizes, path: str, target: float) ->
             ax.plot(epochs, [acc for acc in curve if acc is not None], marker="o", markersize=3,
                     label=f"{row['method']}" + (f" ({row['num_diverged']} diverged)" if row["num_diverged"] else ""))
         ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(f"batch {batch_size}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
