@@ -18,12 +18,13 @@ Protocol (config.dreg_study):
   run with a summary.json (finished) or diverged.json (non-finite loss) is never trained again
   and an interrupted one resumes from its checkpoint, so the study continues where it stopped.
 
-Outputs (rewritten after every run, "complete": false until the grid is done): results.json (per run: method, batch_size, seed, final test accuracy, accuracy per epoch,
-steps per epoch, steps / epochs to config.dreg_study.target_accuracy (null if never reached),
-mean step time, diverged; per method and batch size: mean and std over seeds, the step-time
+Outputs (rewritten after every run, "complete": false until the grid is done): results.json (per
+run: method, batch_size, seed, final test accuracy, accuracy per epoch, steps per epoch, steps /
+epochs to config.dreg_study.target_accuracy (null if never reached), mean step time, diverged,
+the copies' final cosine; per method and batch size: mean and std over seeds, the step-time
 overhead relative to the first method; the candidate selection), results.md (that summary as a
-table) and convergence.png (test
-accuracy vs epoch, one panel per batch size, one line per method, mean over seeds).
+table) and convergence.png (test accuracy vs epoch, one panel per batch size, one line per
+method, mean over seeds).
 """
 
 from __future__ import annotations
@@ -247,7 +248,8 @@ def format_table(results: dict) -> str:
                     + (f" ({row['num_diverged']} diverged)" if row["num_diverged"] else ""))
         lines.append(f"| {row['method']} | {row['batch_size']} | {row['num_runs']} | {accuracy} | "
                      f"{row['num_reached_target']}/{row['num_runs']} | {number(row['steps_to_target_mean'], '.0f')} | "
-                     f"{number(row['mean_step_seconds'], '.4f')} s | {number(row['step_time_vs_first_method'], '.2f')}x |")
+                     f"{number(row['mean_step_seconds'], '.4f')} s | "
+                     f"{number(row['step_time_vs_first_method'], '.2f')}x |")
     for method, chosen in results["selection"].items():
         scores = ", ".join(f"{c}: {number(v, '.4f')}" for c, v in chosen["validation_accuracy"].items())
         lines.append(f"\n{method}: chose {chosen['chosen']} on the validation split at batch "
