@@ -135,9 +135,10 @@ def check_kprior_config(config) -> None:
              "adam is for networks; use lbfgs or newton for a GLM")
     _require(config.model.name == "glm" or k.solver == "adam", "kprior.solver",
              "networks are trained with adam (lbfgs/newton are for convex GLM objectives)")
-    _require(k.base_solver in ("", *SOLVERS) and ((k.base_solver or k.solver) == "adam") == (config.model.name == "mlp"),
-             "kprior.base_solver", f"must be '' (= kprior.solver) or a solver for {config.model.name!r} "
-                                   f"({'adam' if config.model.name == 'mlp' else 'lbfgs, newton'}), got {k.base_solver!r}")
+    base_solver = k.base_solver or k.solver
+    _require(k.base_solver in ("", *SOLVERS) and (base_solver == "adam") == (config.model.name == "mlp"),
+             "kprior.base_solver", f"must be '' (= kprior.solver) or a solver for {config.model.name!r} ("
+             f"{'adam' if config.model.name == 'mlp' else 'lbfgs, newton'}), got {k.base_solver!r}")
     _require(k.steps > 0, "kprior.steps", f"must be positive, got {k.steps}")
     _require(k.tol >= 0, "kprior.tol", f"must be >= 0, got {k.tol}")
     _require(k.history > 0, "kprior.history", f"must be positive, got {k.history}")
@@ -513,9 +514,9 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
                 log(f"{task}: {method} fraction {fractions[j]} ({size} points) done")
         accuracy, absolute, relative = (np.concatenate([np.asarray(o[i]) for o in outputs], axis=1) for i in range(3))
         method_results[method] = (accuracy, relative, absolute)
-        if not np.all(np.isfinite(relative)):  # e.g. undamped Newton diverging on a tiny, separable memory
+        if not np.all(np.isfinite(relative)):  # a diverged solve (newton rejects non-finite steps, the others may not)
             log(f"WARNING {task}: {method} has non-finite gradient errors at fractions "
-                f"{sorted({fractions[j] for j in np.flatnonzero(~np.isfinite(relative).all(0))})}: use solver=lbfgs")
+                f"{sorted({fractions[j] for j in np.flatnonzero(~np.isfinite(relative).all(0))})}: check kprior.solver")
         log(f"{task}: {method} ({len(seeds)} seeds x {len(fractions)} fractions) {time.perf_counter() - tic:.1f}s, "
             "accuracy by fraction " + " ".join(f"{f:g}:{a:.3f}" for f, a in zip(fractions, accuracy.mean(0))))
 
