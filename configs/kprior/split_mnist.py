@@ -14,37 +14,20 @@ Produces results.json and accuracy_vs_memory.png in the workdir. Measured cost: 
 (K-priors, MNIST deep networks).
 """
 
+import importlib.util
 import os
 
-from jaxlab.config import base_config
-
-_SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+# The same data, network, optimiser and memory rule as the add-data experiment beside this file.
+_spec = importlib.util.spec_from_file_location("mnist_add_data", os.path.join(os.path.dirname(__file__),
+                                                                              "mnist_add_data.py"))
+_add_data = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_add_data)
 
 
 def get_config():
-    config = base_config()
-    config.experiment = "kprior_deep"
-    config.data.source = "mnist"
-    config.data.dir = os.path.join(_SHARED, "mnist") if os.path.isdir(os.path.join(_SHARED, "mnist")) else ""
-    config.data.seed = 0                 # the fixed training subset
-    config.model.name = "mlp"
-    config.model.hidden_sizes = (256, 256)
-    config.training.batch_size = 128
+    config = _add_data.get_config()
     config.training.num_train_steps = 300  # every run: each task of each chain, retraining
-    config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.weight_decay = 0.0  # the L2 is the objective's delta (kprior.delta)
-    config.schedule.name = "cosine"
-    config.eval_every_steps = 10**9      # evaluate once, at the end of each run
-    config.checkpoint_every_steps = 10**9
-    config.log_every_steps = 250
-    config.keep_checkpoints = 1
     k = config.kprior
     k.tasks = ("continual",)
-    k.methods = ("kprior", "replay", "finetune", "batch")
     k.memory_fractions = (1.0, 0.1, 0.01)
-    k.seeds = (0, 1, 2)
-    k.memory_selection = "lambda"
-    k.delta = 1.0
-    k.subset_fraction = 0.2
     return config
