@@ -256,12 +256,7 @@ def validate_dreg(dreg_config, model=None, input_shape: tuple[int, ...] | None =
                       "no-op control.", UserWarning, stacklevel=3)
     if model is None:
         return
-    layers = dreg.linear_layers(model, input_shape)
-    dense = [path for path, kind in layers if kind == "Dense"]
-    path = "/".join(dreg.path_keys(dreg_config.layer)) if dreg_config.layer else (dense or [""])[-1]
-    available = ", ".join(f"{p} ({kind})" for p, kind in layers)
-    _require(bool(path), "dreg.layer", f"the model calls no Dense layer to default to; name one of: {available}")
-    _require(path in dict(layers), "dreg.layer",
-             f"{dreg_config.layer!r} is not a Dense or Conv layer of the model; its layers are: {available}")
-    _require(dreg_config.combine != "two_heads" or path == dense[-1], "dreg.layer",
-             f"combine='two_heads' needs the final classifier {dense[-1]!r}, not {path!r}")
+    try:
+        dreg.target_layer(model, input_shape, dreg_config.layer or None, dreg_config.combine)
+    except ValueError as error:
+        raise ConfigError("dreg.layer", str(error)) from None

@@ -197,6 +197,13 @@ def _apply_deterministic(stage: Stage, images: jax.Array) -> jax.Array:
 CPU_CHUNK_BYTES = 3 << 19  # 1.5 MiB of input images per chunk: the working set stays in a core's cache
 
 
+def _checked_chunk(requested: int) -> int:
+    if requested < 0:
+        raise PipelineError(f"examples_per_chunk must be >= 0 (0 = automatic), got {requested}",
+                            "augment.examples_per_chunk")
+    return requested
+
+
 def examples_per_chunk_for(image_shape: Sequence[int], itemsize: int, requested: int = 0, *,
                            multipass: bool = True) -> int | None:
     """How many examples each pass of the per-example stages handles; None = the whole local batch at once.
@@ -208,10 +215,7 @@ def examples_per_chunk_for(image_shape: Sequence[int], itemsize: int, requested:
     Otherwise None, one vmap: single-pass stages lose to chunking on CPU (crop + flip: 1,634 vs
     1,046 img/s at 224 px), and accelerators parallelise over the whole batch.
     """
-    if requested < 0:
-        raise PipelineError(f"examples_per_chunk must be >= 0 (0 = automatic), got {requested}",
-                            "augment.examples_per_chunk")
-    if requested:
+    if _checked_chunk(requested):
         return requested
     if not multipass or jax.default_backend() != "cpu":
         return None
@@ -246,13 +250,13 @@ def build_pipeline(spec, num_classes: int, *, tables: Mapping[str, Any] | None =
     Consecutive per-example stages run together over chunks of `examples_per_chunk` examples
     (0: automatic, see `examples_per_chunk_for`); the result does not depend on the chunking.
     """
-    stages = parse_pipeline(spec, num_classes, tables=tables, base_dir=base_dir)
-    examples_per_chunk_for((1,), 4, examples_per_chunk)  # validate before any trace
+    segments = _segments(parse_pipeline(spec, num_classes, tables=tables, base_dir=base_dir))
+    _checked_chunk(examples_per_chunk)  # before any trace
 
     def augment(keys, images, labels):
         class_one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
         targets = class_one_hot
-        for segment in _segments(stages):
+        for segment in segments:
             if segment[0][1].op.kind == BATCH:
                 (position, stage), = segment
                 batch_keys = jax.random.fold_in(keys[0], position)

@@ -20,7 +20,7 @@ from jaxlab.dreg.penalty import (
 )
 from jaxlab.dreg.replicate import (
     COMBINES, INITS, Matched, Replicated, fold_back, linear_layers, matched_scales, path_keys, replicate_model,
-    replicate_params, replicated_kernels,
+    replicate_params, replicated_kernels, target_layer,
 )
 from jaxlab.dreg.training import FOLDED_FILE, DRegSetup, add_losses, from_config, save_plain_variables
 
@@ -29,5 +29,5 @@ __all__ = [
     "add_losses", "coefficient_schedule", "cosine", "dreg_extra_loss", "dreg_penalty", "fold_back",
     "from_config", "hinge_cosine", "linear_layers", "matched_scales", "negative_squared_distance", "path_keys",
     "penalty_function", "per_unit_squared_cosine", "replicate_model", "replicate_params", "replicated_kernels",
-    "save_plain_variables", "squared_cosine",
+    "save_plain_variables", "squared_cosine", "target_layer",
 ]

@@ -156,18 +156,29 @@ def replicated_kernels(params: dict, path: Path) -> tuple[jax.Array, jax.Array]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Replicated:
-    """`base` with the layer at `path` replicated; build it with `replicate_model`.
+class _Reparametrised:
+    """`base` whose layer at `path` is stored in other parameters; `export` maps them back to the plain ones.
 
     Has the linen `init` / `apply` interface the trainer uses (create_train_state,
     make_train_step, make_eval_step): apply(variables) = base.apply(variables with params
-    folded back), so batch_stats, `mutable`, `rngs` and `train` pass through unchanged.
+    exported), so batch_stats, `mutable`, `rngs` and `train` pass through unchanged.
     """
 
     base: nn.Module
     path: str
     combine: str = "sum"
     init_mode: str = "independent"
+
+    def export(self, params: dict) -> dict:
+        raise NotImplementedError
+
+    def apply(self, variables: dict, *args, **kwargs):
+        return self.base.apply({**variables, "params": self.export(variables["params"])}, *args, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Replicated(_Reparametrised):
+    """`base` with the layer at `path` replicated; build it with `replicate_model`."""
 
     def init(self, rngs, *args, **kwargs) -> dict:
         """The plain model's init at the same key, then the layer replicated (see the module docstring)."""
@@ -185,9 +196,6 @@ class Replicated:
         """The plain architecture's params (fold_back)."""
         return fold_back(params, self.path, self.combine)
 
-    def apply(self, variables: dict, *args, **kwargs):
-        return self.base.apply({**variables, "params": self.export(variables["params"])}, *args, **kwargs)
-
 
 def matched_scales(combine: str = "sum", init: str = "independent") -> tuple[float, float]:
     """(s, r) of the B1 control: W = s V with s = sqrt(2) c, and r = the initial std of c (W1 + W2)
@@ -199,15 +207,10 @@ def matched_scales(combine: str = "sum", init: str = "independent") -> tuple[flo
 
 
 @dataclasses.dataclass(frozen=True)
-class Matched:
+class Matched(_Reparametrised):
     """`base` with the layer at `path` reparametrised as W = s V (control B1): the single layer whose
     effective LR, weight decay and initial variance match the copies of `Replicated(base, path, combine,
     init_mode)` (matched_scales, module docstring). Same init / apply / export interface as Replicated."""
-
-    base: nn.Module
-    path: str
-    combine: str = "sum"
-    init_mode: str = "independent"
 
     def _scaled(self, params: dict, factor: float) -> dict:
         keys = path_keys(self.path)
@@ -225,8 +228,27 @@ class Matched:
         """The plain architecture's params: kernel = s V."""
         return self._scaled(params, matched_scales(self.combine, self.init_mode)[0])
 
-    def apply(self, variables: dict, *args, **kwargs):
-        return self.base.apply({**variables, "params": self.export(variables["params"])}, *args, **kwargs)
+
+def target_layer(model: nn.Module, input_shape: tuple[int, ...], path: Path | None = None,
+                 combine: str = "sum") -> str:
+    """The "/"-joined path of the Dense/Conv that DReg replicates: `path` (default: the last Dense), checked
+    by tracing `model` on (1, *input_shape): it must be a Dense or Conv the model calls, and "two_heads"
+    must target the last Dense. A ValueError names the model's Dense/Conv layers otherwise."""
+    layers = linear_layers(model, input_shape)
+    dense = [p for p, kind in layers if kind == "Dense"]
+    available = ", ".join(f"{p} ({kind})" for p, kind in layers)
+    if path is None:
+        if not dense:
+            raise ValueError(f"{type(model).__name__} calls no Dense layer to default to; name one of: {available}")
+        path = dense[-1]
+    path = "/".join(path_keys(path))
+    if path not in dict(layers):
+        raise ValueError(f"{path!r} is not a Dense or Conv layer of {type(model).__name__}; "
+                         f"its layers are: {available}")
+    if combine == "two_heads" and path != (dense or [None])[-1]:
+        raise ValueError(f"combine='two_heads' needs the final classifier (the last Dense), not {path!r}: "
+                         "two heads on an inner layer would duplicate the network above it")
+    return path
 
 
 def replicate_model(model: nn.Module, input_shape: tuple[int, ...], path: Path | None = None,
@@ -240,17 +262,5 @@ def replicate_model(model: nn.Module, input_shape: tuple[int, ...], path: Path |
     """
     _check_choice("combine", combine, COMBINES)
     _check_choice("init", init, INITS)
-    layers = linear_layers(model, input_shape)
-    dense = [p for p, kind in layers if kind == "Dense"]
-    if path is None:
-        if not dense:
-            raise ValueError(f"{type(model).__name__} calls no Dense layer; name a Conv with `path`")
-        path = dense[-1]
-    path = "/".join(path_keys(path))
-    if path not in dict(layers):
-        raise ValueError(f"{path!r} is not a Dense or Conv layer of {type(model).__name__}; "
-                         f"its Dense/Conv layers are {[p for p, _ in layers]}")
-    if combine == "two_heads" and path != (dense or [None])[-1]:
-        raise ValueError(f"combine='two_heads' needs the final classifier (the last Dense), not {path!r}: "
-                         "two heads on an inner layer would duplicate the network above it")
-    return (Matched if matched_single else Replicated)(model, path, combine, init)
+    return (Matched if matched_single else Replicated)(model, target_layer(model, input_shape, path, combine),
+                                                       combine, init)
