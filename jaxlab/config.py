@@ -177,7 +177,8 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
-def _require(condition: bool, field: str, message: str) -> None:
+def require(condition: bool, field: str, message: str) -> None:
+    """Raise ConfigError(field, message) unless condition (config checks here and in experiment modules)."""
     if not condition:
         raise ConfigError(field, message)
 
@@ -189,43 +190,43 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     experiments.EXPERIMENTS.lookup(config.experiment)
     models.MODELS.lookup(config.model.name)
     models.compute_dtype(config.model)
-    _require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
+    require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
     data.check_data_config(config.data)
 
     batch = config.training.batch_size
-    _require(batch > 0, "training.batch_size", f"must be positive, got {batch}")
-    _require(batch % num_devices == 0, "training.batch_size",
+    require(batch > 0, "training.batch_size", f"must be positive, got {batch}")
+    require(batch % num_devices == 0, "training.batch_size",
              f"the global batch {batch} is not divisible by the {num_devices} devices; "
              f"use a multiple of {num_devices}, e.g. {math.ceil(batch / num_devices) * num_devices}")
-    _require(batch % process_count == 0, "training.batch_size",
+    require(batch % process_count == 0, "training.batch_size",
              f"the global batch {batch} is not divisible by the {process_count} processes")
     eval_batch = config.eval_batch_size
-    _require(eval_batch > 0 and eval_batch % num_devices == 0, "eval_batch_size",
+    require(eval_batch > 0 and eval_batch % num_devices == 0, "eval_batch_size",
              f"must be a positive multiple of the {num_devices} devices, got {eval_batch}")
-    _require(config.training.num_train_steps > 0 or config.training.num_epochs > 0,
+    require(config.training.num_train_steps > 0 or config.training.num_epochs > 0,
              "training.num_epochs", "set num_epochs > 0 or training.num_train_steps > 0")
-    _require(0.0 <= config.training.label_smoothing < 1.0, "training.label_smoothing", "must be in [0, 1)")
+    require(0.0 <= config.training.label_smoothing < 1.0, "training.label_smoothing", "must be in [0, 1)")
 
     opt = config.optimizer
-    _require(opt.name in OPTIMIZERS, "optimizer.name", f"unknown optimizer {opt.name!r}; choose one of {OPTIMIZERS}")
-    _require(opt.learning_rate > 0, "optimizer.learning_rate", f"must be positive, got {opt.learning_rate}")
-    _require(opt.lr_scaling in LR_SCALING, "optimizer.lr_scaling", f"{opt.lr_scaling!r} is not one of {LR_SCALING}")
-    _require(opt.base_batch_size > 0, "optimizer.base_batch_size", "must be positive")
-    _require(opt.weight_decay >= 0, "optimizer.weight_decay", f"must be >= 0, got {opt.weight_decay}")
-    _require(0 <= opt.momentum < 1, "optimizer.momentum", f"must be in [0, 1), got {opt.momentum}")
-    _require(opt.grad_clip_norm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 disables clipping)")
+    require(opt.name in OPTIMIZERS, "optimizer.name", f"unknown optimizer {opt.name!r}; choose one of {OPTIMIZERS}")
+    require(opt.learning_rate > 0, "optimizer.learning_rate", f"must be positive, got {opt.learning_rate}")
+    require(opt.lr_scaling in LR_SCALING, "optimizer.lr_scaling", f"{opt.lr_scaling!r} is not one of {LR_SCALING}")
+    require(opt.base_batch_size > 0, "optimizer.base_batch_size", "must be positive")
+    require(opt.weight_decay >= 0, "optimizer.weight_decay", f"must be >= 0, got {opt.weight_decay}")
+    require(0 <= opt.momentum < 1, "optimizer.momentum", f"must be in [0, 1), got {opt.momentum}")
+    require(opt.grad_clip_norm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 disables clipping)")
 
     sched = config.schedule
-    _require(sched.name in SCHEDULES, "schedule.name", f"unknown schedule {sched.name!r}; choose one of {SCHEDULES}")
-    _require(sched.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
-    _require(all(e > 0 for e in sched.decay_epochs), "schedule.decay_epochs", "epochs must be positive")
+    require(sched.name in SCHEDULES, "schedule.name", f"unknown schedule {sched.name!r}; choose one of {SCHEDULES}")
+    require(sched.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0")
+    require(all(e > 0 for e in sched.decay_epochs), "schedule.decay_epochs", "epochs must be positive")
 
     validate_dreg(config.dreg)
 
     for field in ("eval_every_steps", "log_every_steps", "checkpoint_every_steps"):
-        _require(config[field] >= 0, field, "must be >= 0")
-    _require(config.log_every_steps > 0, "log_every_steps", "must be positive")
-    _require(config.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+        require(config[field] >= 0, field, "must be >= 0")
+    require(config.log_every_steps > 0, "log_every_steps", "must be positive")
+    require(config.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
 
 
 def validate_dreg(dreg_config, model=None, input_shape: tuple[int, ...] | None = None) -> None:
@@ -242,11 +243,11 @@ def validate_dreg(dreg_config, model=None, input_shape: tuple[int, ...] | None =
     for field, choices in (("combine", tuple(dreg.COMBINES)), ("init", dreg.INITS),
                            ("penalty", tuple(dreg.PENALTIES)), ("schedule", dreg.SCHEDULES)):
         value = dreg_config[field]
-        _require(value in choices, f"dreg.{field}", f"unknown {field} {value!r}; choose one of {choices}")
-    _require(dreg_config.coefficient >= 0, "dreg.coefficient",
+        require(value in choices, f"dreg.{field}", f"unknown {field} {value!r}; choose one of {choices}")
+    require(dreg_config.coefficient >= 0, "dreg.coefficient",
              f"must be >= 0 (0 trains the copy without penalty), got {dreg_config.coefficient}")
-    _require(dreg_config.warmup_steps >= 0, "dreg.warmup_steps", "must be >= 0")
-    _require(dreg_config.schedule != "linear_warmup" or dreg_config.warmup_steps > 0, "dreg.warmup_steps",
+    require(dreg_config.warmup_steps >= 0, "dreg.warmup_steps", "must be >= 0")
+    require(dreg_config.schedule != "linear_warmup" or dreg_config.warmup_steps > 0, "dreg.warmup_steps",
              "schedule='linear_warmup' needs warmup_steps > 0")
     if (dreg_config.enabled and not dreg_config.matched_single and dreg_config.combine in ("sum", "mean")
             and dreg_config.penalty == "negative_squared_distance"):

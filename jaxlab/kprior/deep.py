@@ -77,7 +77,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlab.config import ConfigError
+from jaxlab.config import require
 from jaxlab.data import from_arrays, to_float
 from jaxlab.kprior.experiments import summarize
 from jaxlab.kprior.gradients import gradient_error
@@ -139,34 +139,30 @@ def replay_prior(apply_fn: Callable, memory_inputs, memory_labels, num_classes: 
 
 # ------------------------------------------------------------------------------------ validation
 
-def _require(condition: bool, field: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(field, message)
-
 
 def check_deep_config(config) -> None:
     """ConfigError naming the field for an invalid kprior_deep config (before loading data or compiling)."""
     k = config.kprior
-    _require(len(k.tasks) > 0 and all(t in TASKS for t in k.tasks), "kprior.tasks",
+    require(len(k.tasks) > 0 and all(t in TASKS for t in k.tasks), "kprior.tasks",
              f"the deep K-prior experiment runs tasks from {TASKS}, got {tuple(k.tasks)}")
-    _require(len(k.methods) > 0 and all(m in METHODS for m in k.methods), "kprior.methods",
+    require(len(k.methods) > 0 and all(m in METHODS for m in k.methods), "kprior.methods",
              f"must be a non-empty subset of {METHODS}, got {tuple(k.methods)}")
-    _require(len(set(k.methods)) == len(k.methods) and len(set(k.tasks)) == len(k.tasks), "kprior.methods",
+    require(len(set(k.methods)) == len(k.methods) and len(set(k.tasks)) == len(k.tasks), "kprior.methods",
              "tasks and methods must not repeat")
-    _require(len(k.memory_fractions) > 0 and all(0 < f <= 1 for f in k.memory_fractions), "kprior.memory_fractions",
+    require(len(k.memory_fractions) > 0 and all(0 < f <= 1 for f in k.memory_fractions), "kprior.memory_fractions",
              f"must be fractions in (0, 1], got {tuple(k.memory_fractions)}")
-    _require(len(k.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in k.seeds)
+    require(len(k.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in k.seeds)
              and len(set(k.seeds)) == len(k.seeds), "kprior.seeds", f"must be distinct ints >= 0, got {tuple(k.seeds)}")
-    _require(k.delta > 0, "kprior.delta", f"must be positive, got {k.delta}")
-    _require(k.memory_selection in SELECTIONS, "kprior.memory_selection",
+    require(k.delta > 0, "kprior.delta", f"must be positive, got {k.delta}")
+    require(k.memory_selection in SELECTIONS, "kprior.memory_selection",
              f"{k.memory_selection!r} is not one of {SELECTIONS}")
-    _require(0 < k.subset_fraction <= 1, "kprior.subset_fraction", f"must be in (0, 1], got {k.subset_fraction}")
-    _require(config.model.name in MODELS, "model.name",
+    require(0 < k.subset_fraction <= 1, "kprior.subset_fraction", f"must be in (0, 1], got {k.subset_fraction}")
+    require(config.model.name in MODELS, "model.name",
              f"the deep K-prior needs a model without BatchNorm statistics, one of {MODELS}; got {config.model.name!r}")
-    _require(config.optimizer.weight_decay == 0, "optimizer.weight_decay",
+    require(config.optimizer.weight_decay == 0, "optimizer.weight_decay",
              f"must be 0: the L2 term is the objective's delta/2 ||w||^2 (kprior.delta), got "
              f"{config.optimizer.weight_decay}")
-    _require(config.training.num_train_steps > 0, "training.num_train_steps",
+    require(config.training.num_train_steps > 0, "training.num_train_steps",
              "set a fixed number of steps per run (the new data of add_data is a tenth of the base data: "
              "epochs would give the adaptation runs a tenth of the steps)")
 
@@ -418,10 +414,10 @@ def run_deep_kprior_experiment(config, workdir: str, dataset=None, mesh=None) ->
         dataset = load_dataset(config.data)
     num_classes = dataset.num_classes
     if "add_data" in k.tasks:
-        _require(0 <= k.add_digit < num_classes, "kprior.add_digit",
+        require(0 <= k.add_digit < num_classes, "kprior.add_digit",
                  f"{k.add_digit} is not a class of {dataset.name} (0..{num_classes - 1})")
     if "continual" in k.tasks:
-        _require(num_classes >= 4 and num_classes % 2 == 0, "kprior.tasks",
+        require(num_classes >= 4 and num_classes % 2 == 0, "kprior.tasks",
                  f"continual needs an even number (>= 4) of classes for the pairs (0, 1), (2, 3), ...; "
                  f"{dataset.name} has {num_classes}")
     arrays = _arrays(dataset, k.subset_fraction, config.data.seed)

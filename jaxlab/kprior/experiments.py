@@ -77,7 +77,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlab.config import ConfigError
+from jaxlab.config import ConfigError, require
 from jaxlab.kprior.gradients import gradient_error
 from jaxlab.kprior.memory import METHODS as SELECTIONS
 from jaxlab.kprior.memory import memory_scores, select_memory
@@ -105,57 +105,53 @@ class Solver(NamedTuple):
 
 # ------------------------------------------------------------------------------------ validation
 
-def _require(condition: bool, field: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(field, message)
-
 
 def check_kprior_config(config) -> None:
     """ConfigError naming the field for any invalid config.kprior value (before loading or compiling)."""
     k = config.kprior
-    _require(k.protocol in PROTOCOLS, "kprior.protocol", f"{k.protocol!r} is not one of {PROTOCOLS}")
-    _require(config.model.name in MODELS, "model.name",
+    require(k.protocol in PROTOCOLS, "kprior.protocol", f"{k.protocol!r} is not one of {PROTOCOLS}")
+    require(config.model.name in MODELS, "model.name",
              f"the K-prior experiments run {MODELS}, got {config.model.name!r}")
-    _require(len(k.tasks) > 0 and all(t in TASKS for t in k.tasks), "kprior.tasks",
+    require(len(k.tasks) > 0 and all(t in TASKS for t in k.tasks), "kprior.tasks",
              f"must be a non-empty subset of {TASKS}, got {tuple(k.tasks)}")
-    _require(len(set(k.tasks)) == len(k.tasks), "kprior.tasks", "has duplicates")
-    _require(len(k.methods) > 0 and all(m in METHODS for m in k.methods), "kprior.methods",
+    require(len(set(k.tasks)) == len(k.tasks), "kprior.tasks", "has duplicates")
+    require(len(k.methods) > 0 and all(m in METHODS for m in k.methods), "kprior.methods",
              f"must be a non-empty subset of {METHODS}, got {tuple(k.methods)}")
-    _require(len(k.memory_fractions) > 0 and all(0 < f <= 1 for f in k.memory_fractions), "kprior.memory_fractions",
+    require(len(k.memory_fractions) > 0 and all(0 < f <= 1 for f in k.memory_fractions), "kprior.memory_fractions",
              f"must be fractions in (0, 1], got {tuple(k.memory_fractions)}")
-    _require(len(set(k.memory_fractions)) == len(k.memory_fractions), "kprior.memory_fractions", "has duplicates")
-    _require(len(k.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in k.seeds), "kprior.seeds",
+    require(len(set(k.memory_fractions)) == len(k.memory_fractions), "kprior.memory_fractions", "has duplicates")
+    require(len(k.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in k.seeds), "kprior.seeds",
              f"must be non-negative ints, got {tuple(k.seeds)}")
-    _require(len(set(k.seeds)) == len(k.seeds), "kprior.seeds", "has duplicates")
-    _require(k.delta > 0, "kprior.delta", f"must be positive, got {k.delta}")
-    _require(len(k.change_regularizer_deltas) == 2 and all(d > 0 for d in k.change_regularizer_deltas),
+    require(len(set(k.seeds)) == len(k.seeds), "kprior.seeds", "has duplicates")
+    require(k.delta > 0, "kprior.delta", f"must be positive, got {k.delta}")
+    require(len(k.change_regularizer_deltas) == 2 and all(d > 0 for d in k.change_regularizer_deltas),
              "kprior.change_regularizer_deltas", f"must be (old, new) > 0, got {tuple(k.change_regularizer_deltas)}")
-    _require(k.solver in SOLVERS, "kprior.solver", f"{k.solver!r} is not one of {SOLVERS}")
-    _require(config.model.name == "mlp" or k.solver != "adam", "kprior.solver",
+    require(k.solver in SOLVERS, "kprior.solver", f"{k.solver!r} is not one of {SOLVERS}")
+    require(config.model.name == "mlp" or k.solver != "adam", "kprior.solver",
              "adam is for networks; use lbfgs or newton for a GLM")
-    _require(config.model.name == "glm" or k.solver == "adam", "kprior.solver",
+    require(config.model.name == "glm" or k.solver == "adam", "kprior.solver",
              "networks are trained with adam (lbfgs/newton are for convex GLM objectives)")
     base_solver = k.base_solver or k.solver
-    _require(k.base_solver in ("", *SOLVERS) and (base_solver == "adam") == (config.model.name == "mlp"),
+    require(k.base_solver in ("", *SOLVERS) and (base_solver == "adam") == (config.model.name == "mlp"),
              "kprior.base_solver", f"must be '' (= kprior.solver) or a solver for {config.model.name!r} ("
              f"{'adam' if config.model.name == 'mlp' else 'lbfgs, newton'}), got {k.base_solver!r}")
-    _require(k.steps > 0, "kprior.steps", f"must be positive, got {k.steps}")
-    _require(k.tol >= 0, "kprior.tol", f"must be >= 0, got {k.tol}")
-    _require(k.history > 0, "kprior.history", f"must be positive, got {k.history}")
-    _require(k.learning_rate > 0, "kprior.learning_rate", f"must be positive, got {k.learning_rate}")
-    _require(0 < k.subset_fraction <= 1, "kprior.subset_fraction", f"must be in (0, 1], got {k.subset_fraction}")
-    _require(0 < k.add_fraction < 1, "kprior.add_fraction", f"must be in (0, 1), got {k.add_fraction}")
-    _require(k.remove_count > 0, "kprior.remove_count", f"must be positive, got {k.remove_count}")
-    _require(k.memory_selection in ("lambda", "random"), "kprior.memory_selection",
+    require(k.steps > 0, "kprior.steps", f"must be positive, got {k.steps}")
+    require(k.tol >= 0, "kprior.tol", f"must be >= 0, got {k.tol}")
+    require(k.history > 0, "kprior.history", f"must be positive, got {k.history}")
+    require(k.learning_rate > 0, "kprior.learning_rate", f"must be positive, got {k.learning_rate}")
+    require(0 < k.subset_fraction <= 1, "kprior.subset_fraction", f"must be in (0, 1], got {k.subset_fraction}")
+    require(0 < k.add_fraction < 1, "kprior.add_fraction", f"must be in (0, 1), got {k.add_fraction}")
+    require(k.remove_count > 0, "kprior.remove_count", f"must be positive, got {k.remove_count}")
+    require(k.memory_selection in ("lambda", "random"), "kprior.memory_selection",
              f"{k.memory_selection!r} is not 'lambda' or 'random'")
-    _require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
-    _require(k.change_model_degree > config.model.polynomial_degree or config.model.name != "glm",
+    require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
+    require(k.change_model_degree > config.model.polynomial_degree or config.model.name != "glm",
              "kprior.change_model_degree",
              f"the base GLM's degree ({k.change_model_degree}) must exceed the new model's "
              f"(model.polynomial_degree={config.model.polynomial_degree})")
-    _require(all(h > 0 for h in k.change_model_hidden_sizes) and len(k.change_model_hidden_sizes) > 0,
+    require(all(h > 0 for h in k.change_model_hidden_sizes) and len(k.change_model_hidden_sizes) > 0,
              "kprior.change_model_hidden_sizes", "must be positive layer widths")
-    _require(len(k.usps_range) == 2 and k.usps_range[0] < k.usps_range[1], "kprior.usps_range",
+    require(len(k.usps_range) == 2 and k.usps_range[0] < k.usps_range[1], "kprior.usps_range",
              f"must be (low, high) with low < high, got {tuple(k.usps_range)}")
 
 
@@ -378,7 +374,7 @@ def _check_newton_sizes(config, width: int) -> None:
     base = 2 * math.comb(width + k.change_model_degree, k.change_model_degree) if "change_model" in k.tasks else new
     for field, name, params in (("kprior.solver", k.solver, new), ("kprior.base_solver", k.base_solver or k.solver,
                                                                     max(new, base))):
-        _require(name != "newton" or params <= NEWTON_MAX_PARAMS, field,
+        require(name != "newton" or params <= NEWTON_MAX_PARAMS, field,
                  f"newton needs a dense {params} x {params} Hessian per problem (more than NEWTON_MAX_PARAMS="
                  f"{NEWTON_MAX_PARAMS} params"
                  + (f"; the degree-{k.change_model_degree} base model of change_model"
@@ -464,7 +460,9 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
                      memory_weight=np.ones((len(seeds), n_past), dtype), memory_removed=removed, **seed_axis)
     if task == "change_model":
         starts = _stack([new_model.init(seed + 1000, width) for seed in seeds])
-        anchor = None if not glm else np.asarray(jax.vmap(polynomial_projection(width, config.model.polynomial_degree))(w_star))
+        anchor = None
+        if glm:
+            anchor = np.asarray(jax.vmap(polynomial_projection(width, config.model.polynomial_degree))(w_star))
     else:
         starts, anchor = w_star, w_star
 
