@@ -131,7 +131,7 @@ def base_config() -> ml_collections.ConfigDict:
         remove_digit=8,           # usps_odd_even remove_data: removed (and left out of the test set)
         usps_range=(0.0, 1.0),    # usps source: ESL pixels [-1, 1] mapped to this range
         solver="lbfgs",           # lbfgs | newton (GLMs) | adam (networks)
-        base_solver="",           # the base models' solver ("" = solver): lbfgs for a degree-2 GLM too big for newton
+        base_solver="",           # the base models' solver ("" = solver; lbfgs where a GLM is too wide for newton)
         steps=1000,               # max L-BFGS / Newton steps, or Adam steps
         tol=1e-6,                 # L-BFGS / Newton: stop at ||grad|| <= tol (objective / (N_new + |M|))
         history=100,              # L-BFGS memory

@@ -268,3 +268,35 @@ def test_newton_converges_in_float32_when_the_objective_value_dwarfs_its_gradien
         assert solution.dtype == dtype
         solutions.append(solution)
     np.testing.assert_allclose(np.asarray(solutions[1], np.float64), solutions[0], rtol=1e-4, atol=1e-4)
+
+
+def test_newton_stops_at_the_gradient_rounding_floor_instead_of_idling(base):
+    """Float32, tol 0 (unreachable): once no step lowers ||grad|| any more, Newton stops (SolveInfo.steps far under
+    max_steps) at the float64 solution. Before the strict decrease test, a step too small to change w had the same
+    gradient, passed `<=` once (1 - 2e-4 t) rounded to 1, and the loop idled to max_steps (Adult change_regularizer:
+    26 s instead of 3 s)."""
+    inputs, targets, labels, _ = base
+    w_star = fit(glm, inputs, targets, kprior.SOFTMAX, delta=50.0)
+    memory = kprior.select_memory(labels, 4, "lambda", scores=kprior.memory_scores(glm(w_star, inputs)))
+    prior = kprior.make_kprior(glm, w_star, inputs[memory], 50.0)
+    exact = kprior.minimize(kprior.change_regulariser, w_star, prior, 5.0, method="newton", tol=1e-12, scale=4.0)
+    prior32 = kprior.make_kprior(glm, w_star.astype(jnp.float32), inputs[memory].astype(jnp.float32), 50.0)
+    solution, info = kprior.minimize(kprior.change_regulariser, w_star.astype(jnp.float32), prior32, 5.0,
+                                     method="newton", tol=0.0, max_steps=1000, scale=4.0, with_info=True)
+    assert int(info.steps) < 50, int(info.steps)
+    assert 0 < float(info.grad_norm) < 1e-4
+    np.testing.assert_allclose(np.asarray(solution, np.float64), exact, rtol=1e-4, atol=1e-4)
+
+
+def test_minimize_reports_its_steps_and_final_gradient(base):
+    """with_info: L-BFGS and Newton both report ||grad|| <= tol when they converge, and the step cap when they hit it."""
+    inputs, targets, _, w_star = base
+    start = jnp.zeros_like(w_star)
+    for method in ("lbfgs", "newton"):
+        solution, info = kprior.minimize(kprior.regularised_loss, start, glm, inputs, targets, DELTA, method=method,
+                                         tol=1e-8, max_steps=500, scale=len(inputs), with_info=True)
+        assert 0 < int(info.steps) < 500 and float(info.grad_norm) <= 1e-8, (method, info)
+        np.testing.assert_allclose(solution, w_star, atol=1e-6)
+        _, capped = kprior.minimize(kprior.regularised_loss, start, glm, inputs, targets, DELTA, method=method,
+                                    tol=0.0, max_steps=1, scale=len(inputs), with_info=True)
+        assert int(capped.steps) == 1 and float(capped.grad_norm) > 1e-8, (method, capped)

@@ -112,17 +112,46 @@ def test_missing_data_is_a_clear_error_before_compiling(monkeypatch, tmp_path):
 
 def test_newton_on_a_base_model_too_big_for_a_dense_hessian_is_a_clear_error(monkeypatch, tmp_path):
     """ci.py solves with newton; a degree-5 base model on 12 features has 2 x 6188 params (> NEWTON_MAX_PARAMS):
-    ConfigError naming kprior.base_solver once the data's width is known, before compiling; lbfgs for it passes."""
-    monkeypatch.setattr(experiments, "_solve_seeds", lambda *a, **k: pytest.fail("compiled"))
+    an explicit base_solver=newton is a ConfigError naming kprior.base_solver once the data's width is known,
+    before compiling; the default base_solver ('' = solver) solves that base model with lbfgs instead."""
+    solved = []
+    monkeypatch.setattr(experiments, "_solve_seeds", lambda *a, **k: solved.append(a[-1]) or pytest.fail("compiled"))
     write_svmlight_pair(tmp_path, n_train=40, n_test=20)
     config = load_config("ci")
     config.data.dir = str(tmp_path)
+    config.kprior.tasks = ("change_model",)
     config.kprior.change_model_degree = 5
+    config.kprior.base_solver = "newton"
     with pytest.raises(ConfigError, match=r"kprior\.base_solver.*degree-5 base model"):
         experiments.run_kprior_experiment(config, str(tmp_path / "run"))
-    config.kprior.base_solver = "lbfgs"
+    assert solved == []
+    config.kprior.base_solver = ""
     with pytest.raises(pytest.fail.Exception, match="compiled"):  # past the checks, into the base-model solve
         experiments.run_kprior_experiment(config, str(tmp_path / "run"))
+    assert [solver.name for solver in solved] == ["lbfgs"]
+
+
+@pytest.mark.parametrize("kind", ["kprior", "replay"])
+@pytest.mark.parametrize("with_new_data", [False, True])
+def test_glm_hessian_is_the_objectives_hessian(kind, with_new_data):
+    """The IRLS Hessian Newton uses for the GLM == jax.hessian of adaptation_objective (float64, 3 classes,
+    padded memory with removed points, an anchor and a change of delta; with and without new data)."""
+    rng = np.random.default_rng(1)
+    n, d, classes = 30, 5, 3
+    data = dict(memory_inputs=rng.normal(size=(n, d)), memory_targets=np.eye(classes)[rng.integers(0, classes, n)],
+                memory_soft=rng.dirichlet(np.ones(classes), size=n),
+                memory_weight=1.0 * (rng.random(n) < 0.6), memory_removed=1.0 * (rng.random(n) < 0.3),
+                delta=2.0, new_delta=0.7, anchor=rng.normal(size=(d, classes)))
+    if with_new_data:
+        data.update(new_inputs=rng.normal(size=(7, d)), new_targets=np.eye(classes)[rng.integers(0, classes, 7)])
+    with jax.enable_x64(True):
+        params = jnp.asarray(rng.normal(size=(d, classes)))
+        flat = lambda w: experiments.adaptation_objective(w.reshape(d, classes), data, experiments.linear, kind)  # noqa
+        expected = jax.hessian(flat)(params.ravel())
+        np.testing.assert_allclose(experiments.glm_hessian(params, data, experiments.linear, kind), expected,
+                                   rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="GLM"):
+        experiments.glm_hessian(params, data, lambda w, x: x @ w, kind)
 
 
 def test_weighted_objectives_are_the_library_task_objectives():

@@ -40,10 +40,11 @@ Base models are vmapped over seeds. With config.kprior.dedupe_seeds, where the s
 (`seed_dependent`: e.g. USPS GLMs, Adult remove_data) one seed is solved and its records copied to the others
 (spread 0). Off by default: on Adult remove_data the 3 identical seeds vmapped took 42 s against 62-123 s for the
 single seed (float32 L-BFGS iteration counts depend on rounding, which depends on the batch shape).
-The solvers: `kprior.minimize` (optax L-BFGS with zoom line search, or damped Newton) for GLMs,
-full-batch Adam for networks; config.kprior.base_solver may differ for the base models (L-BFGS for a
-degree-2 base GLM too wide for Newton's dense Hessian, NEWTON_MAX_PARAMS: a ConfigError says so before
-compiling). Objectives are divided by (N_new + |M|) as in the official code (a rescaling, same minimiser).
+The solvers: `kprior.minimize` (optax L-BFGS with zoom line search, or damped Newton with the IRLS
+Hessian `glm_hessian`) for GLMs, full-batch Adam for networks; config.kprior.base_solver may differ for
+the base models. Its default '' is kprior.solver, except that a base GLM too wide for Newton's dense
+Hessian (over NEWTON_MAX_PARAMS, e.g. the degree-2 base of change_model) is solved with L-BFGS; an
+explicit newton there is a ConfigError before compiling. Objectives are divided by (N_new + |M|) as in the official code (a rescaling, same minimiser).
 
 Precision: float32 unless config.kprior.float64 (x64 enabled for the run and restored after). In
 float32, L-BFGS may not reach a tight tol on K-prior objectives over small memories: their value is
@@ -60,7 +61,8 @@ of model). Relative to the gradient at w itself it would be ~1 by construction (
 left unexplained", 0 for exact recovery. grad_error_abs is the numerator.
 
 Outputs in workdir: results.json (list of records: task, method, memory_fraction, seed,
-test_accuracy, grad_error, grad_error_abs, memory_size) and accuracy_vs_memory.png.
+test_accuracy, grad_error, grad_error_abs, memory_size, solver_steps: the steps the solve took,
+kprior.steps when it stopped at the cap) and accuracy_vs_memory.png.
 """
 
 from __future__ import annotations
@@ -185,6 +187,39 @@ def adaptation_objective(params, data: dict, apply_fn: Callable, kind: str) -> j
     return value
 
 
+def glm_hessian(params, data: dict, apply_fn: Callable, kind: str) -> jax.Array:
+    """The dense Hessian of `adaptation_objective` for the GLM `linear` (IRLS), a (d C, d C) matrix in
+    row-major order of the (d, C) weights:
+
+        H = sum_i kappa_i phi_i phi_i^T (x) (diag(p_i) - p_i p_i^T) + delta' I,   p_i = softmax(phi_i^T W)
+
+    A softmax cross-entropy's curvature in the logits does not depend on its target (soft or hard: both sum
+    to 1), so kappa_i = m_i (1 - r_i) for both kinds (the K-prior's soft term minus its unlearning term is
+    replay's retained term) and 1 for each new point; both kinds' weight terms add up to delta'/2 ||w||^2
+    plus a linear term. Costs (C - 1)^2 N d^2 per call, against jax.hessian's d C forward and backward
+    passes.
+    """
+    if apply_fn is not linear:
+        raise ValueError("glm_hessian is the Hessian of the GLM `linear`; use jax.hessian for other models")
+
+    def curvature(features, kappa):
+        """(C, C, d, d) blocks sum_i kappa_i A_i[c, c'] phi_i phi_i^T. A_i = diag(p_i) - p_i p_i^T is symmetric
+        and its rows sum to 0, so only the (C-1)^2 leading blocks need a pass over the data (1 for C = 2)."""
+        p = jax.nn.softmax(features @ params)[:, :-1]
+        leading = kappa[:, None, None] * (jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :])
+        blocks = jnp.einsum("ncka,nb->ckab", leading[..., None] * features[:, None, None, :], features)
+        last_column = -jnp.sum(blocks, axis=1, keepdims=True)
+        blocks = jnp.concatenate([blocks, last_column], axis=1)
+        return jnp.concatenate([blocks, -jnp.sum(blocks, axis=0, keepdims=True)], axis=0)
+
+    blocks = curvature(data["memory_inputs"], data["memory_weight"] * (1 - data["memory_removed"]))
+    if "new_inputs" in data:
+        blocks += curvature(data["new_inputs"], jnp.ones(len(data["new_inputs"]), params.dtype))
+    size = params.size
+    hessian = jnp.einsum("ckab->acbk", blocks).reshape(size, size)  # row-major (d, C) order: a C + c
+    return hessian + data["new_delta"] * jnp.eye(size, dtype=params.dtype)
+
+
 def _adam(value_fn, params, steps: int, learning_rate: float):
     optimiser = optax.adam(learning_rate)
 
@@ -197,12 +232,16 @@ def _adam(value_fn, params, steps: int, learning_rate: float):
 
 
 def _solve_one(start, data, apply_fn, kind: str, solver: Solver):
+    """(solution, steps taken)."""
     scale = data["num_new"] + jnp.sum(data["memory_weight"] * (1 - data["memory_removed"]))
     if solver.name == "adam":
-        return _adam(lambda w: adaptation_objective(w, data, apply_fn, kind) / scale, start, solver.steps,
-                     solver.learning_rate)
-    return minimize(adaptation_objective, start, data, apply_fn, kind, method=solver.name, tol=solver.tol,
-                    max_steps=solver.steps, history=solver.history, scale=scale)
+        return (_adam(lambda w: adaptation_objective(w, data, apply_fn, kind) / scale, start, solver.steps,
+                      solver.learning_rate), jnp.asarray(solver.steps))
+    hessian = glm_hessian if apply_fn is linear and solver.name == "newton" else None
+    solution, info = minimize(adaptation_objective, start, data, apply_fn, kind, method=solver.name, tol=solver.tol,
+                              max_steps=solver.steps, history=solver.history, scale=scale, hessian=hessian,
+                              with_info=True)
+    return solution, info.steps
 
 
 def _grad_error_one(solution, start, data, reference_data, apply_fn, kind: str):
@@ -224,12 +263,12 @@ def _axes(data: dict, batched: frozenset) -> dict:
 def _solve_grid(starts, data, reference, test_inputs, test_labels, apply_fn, kind, solver, batched):
     """vmap over seeds (axis 0 of every leaf) and then over fractions (the leaves named in `batched`).
 
-    Returns (params, test accuracy, grad error abs, grad error rel), each (seeds, fractions, ...).
+    Returns (params, test accuracy, grad error abs, grad error rel, solver steps), each (seeds, fractions, ...).
     """
     def one(start, data, reference):
-        solution = _solve_one(start, data, apply_fn, kind, solver)
+        solution, steps = _solve_one(start, data, apply_fn, kind, solver)
         absolute, relative = _grad_error_one(solution, start, data, reference, apply_fn, kind)
-        return solution, _accuracy_one(solution, apply_fn, test_inputs, test_labels), absolute, relative
+        return solution, _accuracy_one(solution, apply_fn, test_inputs, test_labels), absolute, relative, steps
 
     over_fractions = jax.vmap(one, in_axes=(None, _axes(data, batched), None))
     return jax.vmap(over_fractions)(starts, data, reference)
@@ -237,10 +276,10 @@ def _solve_grid(starts, data, reference, test_inputs, test_labels, apply_fn, kin
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "solver"))
 def _solve_seeds(starts, data, test_inputs, test_labels, apply_fn, solver):
-    """Retraining (replay on all of the data) vmapped over seeds: (params, accuracy)."""
+    """Retraining (replay on all of the data) vmapped over seeds: (params, accuracy, solver steps)."""
     def one(start, data):
-        solution = _solve_one(start, data, apply_fn, "replay", solver)
-        return solution, _accuracy_one(solution, apply_fn, test_inputs, test_labels)
+        solution, steps = _solve_one(start, data, apply_fn, "replay", solver)
+        return solution, _accuracy_one(solution, apply_fn, test_inputs, test_labels), steps
 
     return jax.vmap(one)(starts, data)
 
@@ -372,13 +411,21 @@ def _check_newton_sizes(config, width: int) -> None:
         return
     new = 2 * math.comb(width + config.model.polynomial_degree, config.model.polynomial_degree)
     base = 2 * math.comb(width + k.change_model_degree, k.change_model_degree) if "change_model" in k.tasks else new
-    for field, name, params in (("kprior.solver", k.solver, new), ("kprior.base_solver", k.base_solver or k.solver,
-                                                                    max(new, base))):
+    for field, name, params in (("kprior.solver", k.solver, new), ("kprior.base_solver", k.base_solver, base)):
         require(name != "newton" or params <= NEWTON_MAX_PARAMS, field,
                  f"newton needs a dense {params} x {params} Hessian per problem (more than NEWTON_MAX_PARAMS="
                  f"{NEWTON_MAX_PARAMS} params"
                  + (f"; the degree-{k.change_model_degree} base model of change_model"
                     if params == base and base != new else "") + "): use lbfgs")
+
+
+def _steps_note(steps, solver: Solver) -> str:
+    """'newton steps <= 7' (and how many solves stopped at the cap: not converged to kprior.tol)."""
+    steps = np.asarray(steps)
+    capped = int(np.sum(steps >= solver.steps))
+    return (f"{solver.name} steps <= {int(steps.max())}"
+            + (f" ({capped} of {steps.size} stopped at kprior.steps={solver.steps})"
+               if capped and solver.name != "adam" else ""))
 
 
 def _run_task(task: str, arrays, config, dtype, solvers: tuple[Solver, Solver], log) -> list[dict]:
@@ -425,14 +472,18 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
     test_labels = splits[0]["y_test"]
     cheap_base_test = base_model is new_model  # the base model of a change of model: no test pass (degree-2 features)
     base_test = test_inputs if cheap_base_test else base_model.inputs(splits[0]["x_test"][:1])
-    w_star, base_accuracy = _solve_seeds(base_starts, base_data, base_test, test_labels[:len(base_test)],
-                                         base_model.apply, base_solver)
+    if not k.base_solver and base_solver.name == "newton" and base_starts[0].size > NEWTON_MAX_PARAMS:
+        base_solver = base_solver._replace(name="lbfgs")
+        log(f"{task}: the base model has {base_starts[0].size} params, too many for newton's dense Hessian "
+            f"(NEWTON_MAX_PARAMS={NEWTON_MAX_PARAMS}): solved with lbfgs")
+    w_star, base_accuracy, base_steps = _solve_seeds(base_starts, base_data, base_test, test_labels[:len(base_test)],
+                                                     base_model.apply, base_solver)
     base_outputs = jax.vmap(base_model.apply)(w_star, base_inputs)
     soft = np.asarray(jax.nn.softmax(base_outputs), dtype)
     scores = [memory_scores(o) for o in np.asarray(base_outputs)]
     log(f"{task}: base models ({len(seeds)} seeds, {n_past} past points"
         + (f", test accuracy {np.mean(base_accuracy):.4f}" if cheap_base_test else "")
-        + f") {time.perf_counter() - start_time:.1f}s")
+        + f") {time.perf_counter() - start_time:.1f}s, {_steps_note(base_steps, base_solver)}")
     del base_inputs
 
     # --- removed points, memories, the adaptation data
@@ -471,11 +522,12 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
     method_results = {}
     if "batch" in k.methods:
         tic = time.perf_counter()
-        _, accuracy = _solve_seeds(starts, reference, test_inputs, test_labels, new_model.apply, solver)
+        _, accuracy, steps = _solve_seeds(starts, reference, test_inputs, test_labels, new_model.apply, solver)
         method_results["batch"] = (np.repeat(np.asarray(accuracy)[:, None], len(fractions), 1),
-                                   np.zeros((len(seeds), len(fractions))), np.zeros((len(seeds), len(fractions))))
+                                   np.zeros((len(seeds), len(fractions))), np.zeros((len(seeds), len(fractions))),
+                                   np.repeat(np.asarray(steps)[:, None], len(fractions), 1))
         log(f"{task}: batch ({len(seeds)} seeds) {time.perf_counter() - tic:.1f}s, "
-            f"accuracy {np.mean(accuracy):.4f}")
+            f"accuracy {np.mean(accuracy):.4f}, {_steps_note(steps, solver)}")
 
     # --- kprior / replay over seeds x fractions
     sizes = np.array([[len(m) for m in per_seed] for per_seed in memories])
@@ -510,21 +562,23 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
                 outputs.append(_solve_grid(starts, data, reference, test_inputs, test_labels, new_model.apply, method,
                                            solver, batched)[1:])
                 log(f"{task}: {method} fraction {fractions[j]} ({size} points) done")
-        accuracy, absolute, relative = (np.concatenate([np.asarray(o[i]) for o in outputs], axis=1) for i in range(3))
-        method_results[method] = (accuracy, relative, absolute)
+        accuracy, absolute, relative, steps = (np.concatenate([np.asarray(o[i]) for o in outputs], axis=1)
+                                               for i in range(4))
+        method_results[method] = (accuracy, relative, absolute, steps)
         if not np.all(np.isfinite(relative)):  # a diverged solve (newton rejects non-finite steps, the others may not)
             log(f"WARNING {task}: {method} has non-finite gradient errors at fractions "
                 f"{sorted({fractions[j] for j in np.flatnonzero(~np.isfinite(relative).all(0))})}: check kprior.solver")
         log(f"{task}: {method} ({len(seeds)} seeds x {len(fractions)} fractions) {time.perf_counter() - tic:.1f}s, "
-            "accuracy by fraction " + " ".join(f"{f:g}:{a:.3f}" for f, a in zip(fractions, accuracy.mean(0))))
+            f"{_steps_note(steps, solver)}, accuracy by fraction "
+            + " ".join(f"{f:g}:{a:.3f}" for f, a in zip(fractions, accuracy.mean(0))))
 
     for method in (m for m in METHODS if m in method_results):
-        accuracy, relative, absolute = method_results[method]
+        accuracy, relative, absolute, steps = method_results[method]
         for i, seed in enumerate(seeds):
             for j, fraction in enumerate(fractions):
                 records.append(dict(task=task, method=method, memory_fraction=fraction, seed=int(seed),
                                     test_accuracy=float(accuracy[i, j]), grad_error=float(relative[i, j]),
-                                    grad_error_abs=float(absolute[i, j]),
+                                    grad_error_abs=float(absolute[i, j]), solver_steps=int(steps[i, j]),
                                     memory_size=int(n_past if method == "batch" else sizes[i, j])))
     return records
 
