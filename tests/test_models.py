@@ -24,6 +24,7 @@ SMALL = {
     "glm": ((8, 8, 1), dict(polynomial_degree=2)),
     "mlp": ((8, 8, 1), dict(hidden_sizes=(16, 8))),
     "cnn": ((8, 8, 1), dict(width=4)),
+    "lenet": ((28, 28, 1), dict(width=6)),
 }
 SMALL_DEFAULT = ((32, 32, 3), dict(width=4))
 
@@ -203,3 +204,33 @@ def test_bn_sync_reduces_across_devices_only_when_set(name, bn_sync):
                        out_specs=P("data"))
     has_bn = "batch_stats" in variables
     assert ("psum" in str(jax.make_jaxpr(fn)(variables, x))) == (bn_sync and has_bn)
+
+
+def test_lenet_logits_and_no_batch_stats():
+    model = models.create_model(model_config("lenet", width=0), 10)  # width 0 = LeNet-5's 6
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 28, 28, 1))
+    variables = model.init(jax.random.PRNGKey(1), x)
+    assert set(variables) == {"params"}
+    logits = model.apply(variables, x)
+    assert logits.shape == (2, 10) and logits.dtype == jnp.float32
+    # (B, H, W) inputs get a channel axis.
+    np.testing.assert_allclose(model.apply(variables, x[..., 0]), logits, rtol=1e-6, atol=1e-6)
+
+
+def test_lenet_parameter_count():
+    model = models.create_model(model_config("lenet", width=6), 10)
+    expected = ((5 * 5 * 1 * 6 + 6) + (5 * 5 * 6 * 16 + 16)  # conv1, conv2
+                + (16 * 5 * 5 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10))  # dense 120, 84, 10
+    assert expected == 61_706
+    assert num_params(model, (28, 28, 1)) == expected
+
+
+def test_lenet_output_is_per_example_and_mode_free():
+    """No BatchNorm: f_w(x_i) depends on the params and x_i alone, not on the batch or on `train`."""
+    model = models.create_model(model_config("lenet", width=6), 10)
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 28, 28, 1))
+    variables = model.init(jax.random.PRNGKey(1), x)
+    logits = model.apply(variables, x)
+    alone = jnp.concatenate([model.apply(variables, x[i:i + 1]) for i in range(4)])
+    np.testing.assert_allclose(logits, alone, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.apply(variables, x, train=True), logits, rtol=1e-5, atol=1e-5)
