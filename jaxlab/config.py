@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
         dtype="float32",     # compute dtype: float32 | bfloat16 (params stay float32)
         bn_sync=False,       # False: per-device BatchNorm statistics; True: synced over all devices
         hidden_sizes=(100, 100),
-        width=0,             # base channel width; 0 = the model's standard width (cnn 32, resnets 64)
+        width=0,             # base channel width; 0 = the model's standard width (cnn 32, lenet 6, resnets 64)
         polynomial_degree=1,
     ))
 

@@ -19,9 +19,11 @@ from jaxlab.kprior.deep import (
     METHODS,
     RECORD_KEYS,
     check_deep_config,
+    deep_prior_inputs,
     deep_prior_loss,
     make_extra_loss,
     memory_indices,
+    no_memory,
     replay_prior,
     run_deep_kprior_experiment,
 )
@@ -52,9 +54,10 @@ def test_glm_deep_kprior_gradient_equals_retraining_at_full_memory():
         prior = make_kprior(linear, w_star, x, delta)
         n_new = len(x_new)
         everything = jnp.arange(prior.memory_size)
+        inputs = deep_prior_inputs(prior, w_star, n_new, capacity=len(x) + 5)  # padded rows are never drawn here
 
         def kprior_objective(w):
-            return data_loss(w, linear, x_new, t_new) / n_new + deep_prior_loss(w, prior, everything, n_new)
+            return data_loss(w, linear, x_new, t_new) / n_new + deep_prior_loss(w, inputs, linear, everything)
 
         def retraining(w):
             return (regularised_loss(w, linear, x, t, delta) + data_loss(w, linear, x_new, t_new)) / n_new
@@ -64,23 +67,32 @@ def test_glm_deep_kprior_gradient_equals_retraining_at_full_memory():
         assert np.all(np.linalg.norm(grads - reference, axis=(1, 2)) < 1e-10 * np.linalg.norm(reference, axis=(1, 2)))
         # the past term alone has zero gradient at w* (on any minibatch of the memory)
         some = jnp.array([3, 3, 17, 0])
-        assert float(optax.tree.norm(jax.grad(deep_prior_loss)(w_star, prior, some, n_new))) < 1e-12
+        assert float(optax.tree.norm(jax.grad(deep_prior_loss)(w_star, inputs, linear, some))) < 1e-12
 
 
 def test_minibatch_term_is_unbiased_and_replay_uses_true_labels():
-    """Averaged over every single-point draw, the minibatch term is exactly K(w) / N_new; Replay is the same code
-    with one-hot labels and delta/2 ||w||^2."""
-    with jax.enable_x64(True):
-        x, t, _, _ = (jnp.asarray(a, jnp.float64) for a in _glm_problem())
-        w_star = 0.1 * jnp.ones((x.shape[1], t.shape[1]), jnp.float64)
-        w = w_star + 0.3 * jax.random.normal(jax.random.PRNGKey(1), w_star.shape, jnp.float64)
-        prior = make_kprior(linear, w_star, x, 3.0)
-        n_new = 7
-        average = np.mean([float(deep_prior_loss(w, prior, jnp.array([m]), n_new)) for m in range(len(x))])
-        np.testing.assert_allclose(average, float(prior(w)) / n_new, rtol=1e-12)
-        replay = replay_prior(linear, x, np.argmax(np.asarray(t), 1), t.shape[1], 3.0)
-        np.testing.assert_allclose(float(deep_prior_loss(w, replay, jnp.arange(len(x)), n_new)),
-                                   float(regularised_loss(w, linear, x, t, 3.0)) / n_new, rtol=1e-6)
+    """Averaged over every single-point draw from the |M| real rows (padding never drawn), the minibatch term is
+    K(w) / N_new; Replay is the same code with one-hot labels and delta/2 ||w||^2; no memory leaves
+    delta / (2 N) ||w||^2. All three have the same input shapes (one compiled step)."""
+    x, t, _, _ = (jnp.asarray(a, jnp.float32) for a in _glm_problem())
+    w_star = 0.1 * jnp.ones((x.shape[1], t.shape[1]), jnp.float32)
+    w = w_star + 0.3 * jax.random.normal(jax.random.PRNGKey(1), w_star.shape, jnp.float32)
+    prior = make_kprior(linear, w_star, x, 3.0)
+    n_new, capacity = 7, len(x) + 9
+    inputs = deep_prior_inputs(prior, w_star, n_new, capacity)
+    average = np.mean([float(deep_prior_loss(w, inputs, linear, jnp.array([m]))) for m in range(len(x))])
+    np.testing.assert_allclose(average, float(prior(w)) / n_new, rtol=1e-5)
+    replay = deep_prior_inputs(replay_prior(linear, x, np.argmax(np.asarray(t), 1), t.shape[1], 3.0), w_star, n_new,
+                               capacity)
+    np.testing.assert_allclose(float(deep_prior_loss(w, replay, linear, jnp.arange(len(x)))),
+                               float(regularised_loss(w, linear, x, t, 3.0)) / n_new, rtol=1e-5)
+    empty = deep_prior_inputs(no_memory(linear, x, t.shape[1], 3.0), w_star, 50, capacity)
+    np.testing.assert_allclose(float(deep_prior_loss(w, empty, linear, jnp.array([0, 4]))),
+                               1.5 * float(jnp.sum(w ** 2)) / 50, rtol=1e-6)
+    shapes = lambda tree: jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype), tree)  # noqa: E731
+    assert shapes(inputs) == shapes(replay) == shapes(empty)
+    with pytest.raises(ValueError, match="capacity"):
+        deep_prior_inputs(prior, w_star, n_new, capacity=len(x) - 1)
 
 
 def test_memory_sampling_is_deterministic_per_step():
@@ -94,8 +106,9 @@ def test_memory_sampling_is_deterministic_per_step():
     np.testing.assert_array_equal(memory_indices(rng, jnp.int32(5), index[::-1], 1000), first[::-1])
     # the extra loss evaluates the same memory minibatch for the same step
     prior = make_kprior(linear, jnp.ones((3, 2)), jnp.asarray(np.random.default_rng(0).normal(size=(50, 3))), 1.0)
-    extra = jax.jit(make_extra_loss(prior, 10, 1.0))
-    batch = {"index": index, "step": jnp.int32(5)}
+    extra = jax.jit(make_extra_loss(linear))
+    batch = {"index": index, "step": jnp.int32(5),
+             "extra_loss_inputs": deep_prior_inputs(prior, jnp.ones((3, 2)), 10, capacity=64)}
     w = jax.random.normal(jax.random.PRNGKey(2), (3, 2))
     assert float(extra(w, batch, rng)) == float(extra(w, batch, rng))
     assert float(extra(w, batch, rng)) != float(extra(w, {**batch, "step": jnp.int32(6)}, rng))
@@ -203,3 +216,33 @@ def test_mnist_configs_are_valid_deep_configs(name):
     config = module.get_config()
     check_deep_config(config)
     assert config.experiment == "kprior_deep" and experiments.EXPERIMENTS.lookup("kprior_deep")
+
+
+def test_every_run_of_a_task_shares_one_compiled_train_step(tmp_path):
+    """The prior's arrays are jit arguments of the train step, never constants: base, batch, fine-tuning, K-prior and
+    Replay at two memory sizes (7 trainer runs) compile the train step at most once; the other runs find it in the
+    persistent compilation cache (tests/conftest.py enables one). With the memory in the closure each run compiled."""
+    from jax import monitoring
+    from jax._src import dispatch
+    events = []
+
+    def on_event(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            events.append("hit")
+
+    def on_duration(event, duration, **kwargs):
+        if event == dispatch.BACKEND_COMPILE_EVENT:
+            events.append(kwargs.get("fun_name", ""))
+
+    monitoring.register_event_listener(on_event)
+    monitoring.register_event_duration_secs_listener(on_duration)
+    try:
+        config = _tiny_config(tasks=("add_data",), memory_fractions=(1.0, 0.5))
+        run_deep_kprior_experiment(config, str(tmp_path / "run"), dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
+    finally:
+        monitoring.unregister_event_listener(on_event)
+        monitoring.unregister_event_duration_listener(on_duration)
+    steps = [i for i, name in enumerate(events) if name == "jit(step)"]  # the train and the eval step
+    assert len(steps) >= 7 + 1, " ".join(sorted(set(events)))
+    misses = [i for i in steps if i == 0 or events[i - 1] != "hit"]
+    assert len(misses) <= 2, events

@@ -8,7 +8,14 @@ reconstruction error against full retraining. `deep`: the minibatch K-prior / Re
 data-parallel trainer, and the deep-network experiment (add data, split-MNIST continual learning).
 """
 
-from jaxlab.kprior.deep import deep_prior_loss, make_extra_loss, memory_indices, minibatch_prior, replay_prior
+from jaxlab.kprior.deep import (
+    deep_prior_inputs,
+    deep_prior_loss,
+    make_extra_loss,
+    memory_indices,
+    no_memory,
+    replay_prior,
+)
 from jaxlab.kprior.gradients import GradientError, gradient_error
 from jaxlab.kprior.memory import METHODS, class_quotas, memory_scores, select_memory
 from jaxlab.kprior.prior import (
@@ -41,9 +48,9 @@ from jaxlab.kprior.tasks import (
 
 __all__ = [
     "LOSSES", "METHODS", "SIGMOID", "SOFTMAX", "SQUARED", "ExpFamilyLoss", "GradientError", "KPrior", "add_data",
-    "change_model_prior", "change_regulariser", "class_quotas", "continual_learning", "data_loss", "deep_prior_loss",
-    "gradient_error", "kprior_loss", "make_extra_loss", "make_kprior", "memory_indices", "memory_scores",
-    "minibatch_prior", "minimize", "polynomial_projection", "predictions", "regularised_loss", "remove_data",
+    "change_model_prior", "change_regulariser", "class_quotas", "continual_learning", "data_loss", "deep_prior_inputs",
+    "deep_prior_loss", "gradient_error", "kprior_loss", "make_extra_loss", "make_kprior", "memory_indices", "memory_scores",
+    "minimize", "no_memory", "polynomial_projection", "predictions", "regularised_loss", "remove_data",
     "replay", "replay_prior", "select_memory", "sigmoid_cross_entropy",
     "softmax_cross_entropy", "squared_error", "weight_penalty",
 ]

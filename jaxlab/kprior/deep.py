@@ -17,13 +17,18 @@ drawn uniformly with replacement, one per example of the local data batch (`memo
 i at step t is fold_in(fold_in(rng, t), index_i), so the draw depends only on (rng, step, example index): the
 same on any number of devices and after a resume), and
 
-    extra(w) = |M| / (B N_new) * K_B(w),   K_B = sum_b l(h(f_*^{m_b}), f_w(x_{m_b})) + (delta B / |M|) / 2 ||w - w*||^2
+    extra(w) = |M| / (B N_new) sum_b l(h(f_*^{m_b}), f_w(x_{m_b}))  +  delta / (2 N_new) ||w - w*||^2
 
-i.e. the library's `KPrior` restricted to the drawn points with delta scaled by B / |M| (`minibatch_prior`), so
-E[extra] = K(w) / N_new exactly. The memory weight |M| / N_new is what the paper's summed objective implies: the
+so E[extra] = K(w) / N_new exactly. The memory weight |M| / N_new is what the paper's summed objective implies: the
 memory stands in for the |M| past points (all of D when M = D) against the N_new new ones. (The official code
 divides the summed objective by N_new + |M| instead: a rescaling of the step size, not of the optimum; the
 trainer's data term has weight 1, so here the division is by N_new.)
+
+One compiled train step for the whole experiment: the prior's arrays (`deep_prior_inputs`: the memory padded with
+zero rows to the size of the training subset, soft or one-hot targets, the anchor, |M|, delta, N) reach the step
+as a jit argument (`train_and_evaluate(extra_loss_inputs=...)`), never as constants, and every method is the same
+code with different arrays (Replay: one-hot targets and a zero anchor; no memory: |M| = 0). So every run of a
+task has the same program, compiled once and then read from the persistent compilation cache.
 
 Methods (all through `jaxlab.train.train_and_evaluate`, same optimiser, same number of steps):
 
@@ -34,7 +39,7 @@ Methods (all through `jaxlab.train.train_and_evaluate`, same optimiser, same num
     batch     retraining from scratch on all the data (past + new), + delta / (2 N) ||w||^2
 
 The base model w* minimises Lbar / N = mean_D l + delta / (2 N) ||w||^2 the same way. Models must not carry
-BatchNorm statistics (f_w must be a function of the params alone: config.model.name mlp or glm).
+BatchNorm statistics (f_w must be a function of the params alone: config.model.name mlp, lenet or glm).
 
 Tasks (config.kprior.tasks):
 
@@ -88,7 +93,7 @@ from jaxlab.train.step import example_keys
 
 TASKS = ("add_data", "continual")
 METHODS = ("kprior", "replay", "finetune", "batch")
-MODELS = ("mlp", "glm")  # no BatchNorm statistics: f_w is a function of the params alone
+MODELS = ("mlp", "lenet", "glm")  # no BatchNorm statistics: f_w is a function of the params alone
 SELECTIONS = ("lambda", "random")
 RECORD_KEYS = ("task", "method", "memory_fraction", "seed", "test_accuracy", "grad_error")
 
@@ -102,33 +107,56 @@ def memory_indices(rng: jax.Array, step: jax.Array, indices: jax.Array, memory_s
     return jax.vmap(lambda key: jax.random.randint(key, (), 0, memory_size))(keys)
 
 
-def minibatch_prior(prior: KPrior, indices: jax.Array) -> KPrior:
-    """The prior on the points `indices` of its memory, weight term delta * B / |M| (B = len(indices)):
-    (|M| / B) * minibatch_prior(prior, indices)(w) is an unbiased estimate of prior(w) under uniform draws."""
-    scale = indices.shape[0] / prior.memory_size
-    return prior.replace(memory_inputs=jnp.take(prior.memory_inputs, indices, axis=0),
-                         anchor_predictions=jnp.take(prior.anchor_predictions, indices, axis=0),
-                         delta=prior.delta * scale)
+def deep_prior_inputs(prior: KPrior, params, num_examples: int, capacity: int) -> dict:
+    """The trainer's minibatch prior term as arrays (its `extra_loss_inputs`), the memory padded with zero rows to
+    `capacity` so that runs with any memory size (and every method) share one compiled train step:
+
+        memory_inputs (capacity, ...), memory_targets (capacity, C): the anchor's soft labels (K-prior) or one-hot
+        labels (Replay); anchor: w* (K-prior) or zeros like `params` (no anchor: delta/2 ||w||^2); memory_size |M|
+        (int32, 0 for no memory: fine-tuning, retraining, a base model); delta; num_examples N (the run's
+        training points). A softmax prior on the trained model's own parameter space (no projection).
+    """
+    size = prior.memory_size
+    if size > capacity:
+        raise ValueError(f"the memory has {size} points, more than the capacity {capacity}")
+    if prior.loss is not SOFTMAX or prior.projection is not None:
+        raise ValueError("the trainer's minibatch prior is a softmax prior without a projection")
+    pad = lambda a: np.concatenate([np.asarray(a), np.zeros((capacity - size, *np.shape(a)[1:]),  # noqa: E731
+                                                            np.asarray(a).dtype)])
+    anchor = (prior.anchor_params if prior.anchor_params is not None else
+              jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), params))
+    delta = np.asarray(prior.delta)
+    return dict(memory_inputs=pad(prior.memory_inputs), memory_targets=pad(prior.anchor_predictions),
+                anchor=jax.tree.map(np.asarray, anchor), memory_size=np.int32(size), delta=delta,
+                num_examples=np.asarray(num_examples, delta.dtype))
 
 
-def deep_prior_loss(params, prior: KPrior, indices: jax.Array, num_new: int) -> jax.Array:
-    """|M| / (B N_new) * K_B(w): the minibatch estimate of K(w) / N_new (see the module docstring)."""
-    return minibatch_prior(prior, indices)(params) * (prior.memory_size / (indices.shape[0] * num_new))
+def deep_prior_loss(params, inputs: dict, apply_fn: Callable, indices: jax.Array) -> jax.Array:
+    """|M| / (B N) sum_b l(t_{m_b}, f_w(x_{m_b})) + delta / (2 N) ||w - anchor||^2 on the B memory rows `indices`:
+    under uniform draws from the |M| rows, an unbiased estimate of K(w) / N (see the module docstring); 0 memory
+    term when |M| = 0."""
+    outputs = apply_fn(params, jnp.take(inputs["memory_inputs"], indices, axis=0))
+    targets = jnp.take(inputs["memory_targets"], indices, axis=0)
+    weight = inputs["memory_size"] / (indices.shape[0] * inputs["num_examples"])
+    return (weight * jnp.sum(SOFTMAX.loss(targets, outputs))
+            + weight_penalty(params, inputs["delta"] / inputs["num_examples"], inputs["anchor"]))
 
 
-def make_extra_loss(prior: KPrior | None, num_examples: int, delta: float) -> Callable:
-    """The trainer's `extra_loss(params, batch, rng)` for a run on `num_examples` training points:
-    the minibatch K-prior (or Replay) term, or without a memory delta / (2 N) ||w||^2 alone."""
-    if prior is None:
-        return lambda params, batch, rng: weight_penalty(params, delta / num_examples)
-    prior = jax.tree.map(np.asarray, prior)  # host copies: device arrays sharded over the trainer's mesh
-    #                                          cannot be indexed inside its shard_map
+def make_extra_loss(apply_fn: Callable) -> Callable:
+    """The trainer's `extra_loss(params, batch, rng)`: `deep_prior_loss` on one memory draw per example of the local
+    batch, its arrays read from batch["extra_loss_inputs"] (`deep_prior_inputs`, a jit argument of the step)."""
 
     def extra_loss(params, batch, rng):
-        return deep_prior_loss(params, prior, memory_indices(rng, batch["step"], batch["index"], prior.memory_size),
-                               num_examples)
+        inputs = batch["extra_loss_inputs"]
+        draws = memory_indices(rng, batch["step"], batch["index"], jnp.maximum(inputs["memory_size"], 1))
+        return deep_prior_loss(params, inputs, apply_fn, draws)
 
     return extra_loss
+
+
+def no_memory(apply_fn: Callable, inputs_like, num_classes: int, delta) -> KPrior:
+    """An empty memory (fine-tuning, retraining, a base model): its extra loss is delta / (2 N) ||w||^2 alone."""
+    return replay_prior(apply_fn, inputs_like[:0], np.zeros(0, np.int32), num_classes, delta)
 
 
 def replay_prior(apply_fn: Callable, memory_inputs, memory_labels, num_classes: int, delta) -> KPrior:
@@ -197,10 +225,14 @@ def _select(apply_fn, params, inputs, labels, fraction: float, num_classes: int,
 # ------------------------------------------------------------------------------------ the runner
 
 class _Runner:
-    """One trainer run per (task, method, fraction, seed) step; results.json kept up to date."""
+    """One trainer run per (task, method, fraction, seed) step; results.json kept up to date.
 
-    def __init__(self, config, workdir: str, log, mesh):
-        self.config, self.workdir, self.log, self.mesh = config, workdir, log, mesh
+    `model`: the task's network (set per task); `capacity`: the padded memory size of every run (the training
+    subset's size, which bounds any memory), so that all runs of a task share one compiled train step."""
+
+    def __init__(self, config, workdir: str, log, mesh, capacity: int):
+        self.config, self.workdir, self.log, self.mesh, self.capacity = config, workdir, log, mesh, capacity
+        self.model = None
         self.path = os.path.join(workdir, "results.json")
         self.records = []
         if os.path.exists(self.path):
@@ -218,15 +250,21 @@ class _Runner:
 
     def train(self, name: str, seed: int, train_x, train_y, test_x, test_y, num_classes: int, *,
               prior: KPrior | None = None, start=None) -> dict:
-        """train_and_evaluate on (train_x, train_y) with the K-prior / Replay / L2 extra loss, from `start`."""
+        """train_and_evaluate on (train_x, train_y) with the K-prior / Replay extra loss (no prior: the L2 term
+        alone), from `start`."""
         from jaxlab.train import train_and_evaluate
         config = copy.deepcopy(self.config)
         config.seed = seed
         dataset = from_arrays(train_x, train_y, test_x, test_y, num_classes=num_classes, name=name)
-        extra = make_extra_loss(prior, len(train_y), self.config.kprior.delta)
+        apply_fn = _apply_fn(self.model)
+        if prior is None:
+            prior = no_memory(apply_fn, train_x, num_classes, self.config.kprior.delta)
+        params_like = start if start is not None else jax.eval_shape(
+            lambda: self.model.init(jax.random.PRNGKey(0), jnp.zeros((1, *train_x.shape[1:]), jnp.float32))["params"])
+        inputs = deep_prior_inputs(prior, params_like, len(train_y), self.capacity)
         tic = time.perf_counter()
         result = train_and_evaluate(config, os.path.join(self.workdir, "runs", name), mesh=self.mesh,
-                                    dataset=dataset, extra_loss=extra,
+                                    dataset=dataset, extra_loss=make_extra_loss(apply_fn), extra_loss_inputs=inputs,
                                     initial_variables=None if start is None else {"params": start})
         self.log(f"{name}: test accuracy {result['accuracy']:.4f} ({time.perf_counter() - tic:.1f}s)")
         return {**result, "params": result["state"].params}
@@ -422,14 +460,14 @@ def run_deep_kprior_experiment(config, workdir: str, dataset=None, mesh=None) ->
                  f"{dataset.name} has {num_classes}")
     arrays = _arrays(dataset, k.subset_fraction, config.data.seed)
     os.makedirs(workdir, exist_ok=True)
-    runner = _Runner(config, workdir, log, mesh)
+    runner = _Runner(config, workdir, log, mesh, capacity=len(arrays[1]))
     log(f"{len(arrays[1])} training / {len(arrays[3])} test examples; tasks {tuple(k.tasks)}, methods "
         f"{tuple(k.methods)}, memory {tuple(k.memory_fractions)}, seeds {tuple(k.seeds)}; "
         f"{len(runner.records)} records already in results.json")
     for task in k.tasks:
-        model = models.create_model(config.model, num_classes if task == "add_data" else 2)
+        runner.model = models.create_model(config.model, num_classes if task == "add_data" else 2)
         for seed in k.seeds:
-            (_run_add_data if task == "add_data" else _run_continual)(runner, arrays, num_classes, model, seed)
+            (_run_add_data if task == "add_data" else _run_continual)(runner, arrays, num_classes, runner.model, seed)
     wall = time.perf_counter() - start
     plot = os.path.join(workdir, "accuracy_vs_memory.png")
     plot_accuracy_vs_memory(runner.records, plot, title=name)

@@ -97,7 +97,8 @@ class _MetricBuffer:
 
 def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, dataset: data.Dataset | None = None,
                        augment: Augment | None = None, extra_loss: ExtraLoss | None = None,
-                       max_steps: int | None = None, initial_variables: dict | None = None) -> dict[str, Any]:
+                       max_steps: int | None = None, initial_variables: dict | None = None,
+                       extra_loss_inputs=None) -> dict[str, Any]:
     """Train `config` into `workdir` (resuming from its latest checkpoint) and evaluate.
 
     Args:
@@ -105,6 +106,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
       dataset: an in-memory `jaxlab.data.Dataset` (e.g. `data.from_arrays(...)`) instead of config.data.
       augment: on-device augmentation (default: built from config.augment.pipeline).
       extra_loss: an extra loss term (see jaxlab.train.step.ExtraLoss).
+      extra_loss_inputs: arrays `extra_loss` reads as batch["extra_loss_inputs"], passed to the jitted step as
+        an argument (not baked in as constants: runs that differ only in them share one compiled step).
       max_steps: run at most this many steps in this call, then checkpoint and return (time-sliced jobs).
       initial_variables: start from these {"params", optionally "batch_stats"} (e.g. a trained model being
         adapted) instead of a fresh init; a checkpoint in the workdir still takes precedence.
@@ -161,7 +164,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
 
     train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes,
                                  label_smoothing=config.training.label_smoothing,
-                                 augment=augment, extra_loss=extra_loss, param_metrics=param_metrics)
+                                 augment=augment, extra_loss=extra_loss, param_metrics=param_metrics,
+                                 extra_loss_inputs=extra_loss_inputs)
     eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform)
     writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
     eval_every = config.eval_every_steps or steps_per_epoch

@@ -26,7 +26,12 @@ class ExtraLoss(Protocol):
     """An extra term added to the task loss (K-prior, DReg penalty, ...).
 
     Called per device with the local shard of the batch, plus batch["step"] (the step being taken,
-    for coefficient schedules); its value is averaged over devices.
+    for coefficient schedules) and, when the step was built with `extra_loss_inputs`, that pytree as
+    batch["extra_loss_inputs"] (whole on every device); its value is averaged over devices.
+    Arrays the loss needs (a K-prior's memory, soft labels, anchor) belong in `extra_loss_inputs`
+    rather than in the closure: a closure's arrays are baked into the compiled step as constants, so
+    every run recompiles, while inputs of the same shapes give the same program (one compilation,
+    reused through the persistent compilation cache by later runs).
     """
 
     def __call__(self, params, batch: Batch, rng: jax.Array) -> jax.Array: ...
@@ -67,15 +72,16 @@ def _variables(params, batch_stats):
 
 def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_classes: int,
                     label_smoothing: float = 0.0, augment: Augment | None = None,
-                    extra_loss: ExtraLoss | None = None, param_metrics: Callable[[object], dict] | None = None
-                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+                    extra_loss: ExtraLoss | None = None, param_metrics: Callable[[object], dict] | None = None,
+                    extra_loss_inputs=None) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """jit(shard_map(step)): (state, global batch) -> (new state, metrics), state donated.
 
     `param_metrics(params) -> {name: scalar}` adds metrics of the params the step starts from
-    (e.g. the DReg copies' cosine).
+    (e.g. the DReg copies' cosine). `extra_loss_inputs`: a pytree of arrays replicated once onto the
+    mesh and passed to every step as a jit argument, seen by `extra_loss` as batch["extra_loss_inputs"].
     """
 
-    def step(state: TrainState, batch: Batch):
+    def step(state: TrainState, batch: Batch, inputs=None):
         images = to_float(batch["image"])
         labels = batch["label"]
         if augment is None:
@@ -88,7 +94,8 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
             logits, mutated = model.apply(_variables(params, state.batch_stats), images, train=True,
                                           mutable=["batch_stats"])
             task = jnp.mean(soft_cross_entropy(logits, targets, label_smoothing))
-            local = task if extra_loss is None else task + extra_loss(params, {**batch, "step": state.step}, extra_rng)
+            extra_batch = {**batch, "step": state.step, **({} if inputs is None else {"extra_loss_inputs": inputs})}
+            local = task if extra_loss is None else task + extra_loss(params, extra_batch, extra_rng)
             return jax.lax.pmean(local, parallel.AXIS), (task, logits, mutated)
 
         (loss, (task, logits, mutated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -109,8 +116,13 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
         }
         return new_state, metrics
 
-    return parallel.data_parallel(step, mesh, in_specs=(parallel.REPLICATED, parallel.BATCH),
-                                  out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
+    if extra_loss_inputs is None:
+        return parallel.data_parallel(step, mesh, in_specs=(parallel.REPLICATED, parallel.BATCH),
+                                      out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
+    compiled = parallel.data_parallel(step, mesh, in_specs=(parallel.REPLICATED, parallel.BATCH, parallel.REPLICATED),
+                                      out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
+    inputs = parallel.replicate(extra_loss_inputs, mesh)
+    return lambda state, batch: compiled(state, batch, inputs)
 
 
 def make_eval_step(model, mesh: Mesh, num_classes: int, *, transform: Callable[[jax.Array], jax.Array] | None = None
