@@ -3,7 +3,8 @@
     python -m jaxlab.main --config=configs/kprior/mnist_add_data.py --workdir=workdirs/kprior_mnist_add_data \
         --config.data.dir=/path/to/mnist    # the 4 IDX(.gz) files; defaults to ../shared/data/mnist
 
-Base: MLP 784-256-256-10 trained on a fixed random 20% of the MNIST train split (12,000 points) without the 9s
+Base: LeNet-5 without BatchNorm (`lenet`: conv5x5(6)-pool-conv5x5(16)-pool-120-84-10, 61,706 params; f_w must
+depend on the params alone) trained on a fixed random 20% of the MNIST train split (12,000 points) without the 9s
 (about 10,800 points); new data: the ~1,200 9s of that subset; tested on all 10,000 test digits. Methods (each a
 `train_and_evaluate` run, Adam lr 1e-3 cosine, batch 128, 1,000 steps, L2 delta = 1 as delta / (2 N) ||w||^2):
 K-prior (memory term weighted |M| / N_new, soft labels of w*, class-balanced top-lambda memory), Replay (same
@@ -28,8 +29,7 @@ def get_config():
     config.data.source = "mnist"
     config.data.dir = os.path.join(_SHARED, "mnist") if os.path.isdir(os.path.join(_SHARED, "mnist")) else ""
     config.data.seed = 0                 # the fixed training subset
-    config.model.name = "mlp"
-    config.model.hidden_sizes = (256, 256)
+    config.model.name = "lenet"
     config.training.batch_size = 128
     config.training.num_train_steps = 1000  # every run: base, adaptation, retraining
     config.optimizer.name = "adamw"
