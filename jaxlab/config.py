@@ -64,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
         num_epochs=10.0,
         num_train_steps=-1,  # > 0 overrides num_epochs
         label_smoothing=0.0,
+        head_size=0,         # > 0: task-incremental heads of head_size consecutive classes (jaxlab.train.step)
     ))
 
     config.optimizer = ml_collections.ConfigDict(dict(
@@ -206,6 +207,7 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     require(config.training.num_train_steps > 0 or config.training.num_epochs > 0,
              "training.num_epochs", "set num_epochs > 0 or training.num_train_steps > 0")
     require(0.0 <= config.training.label_smoothing < 1.0, "training.label_smoothing", "must be in [0, 1)")
+    require(config.training.head_size >= 0, "training.head_size", "must be >= 0 (0: one head over all classes)")
 
     opt = config.optimizer
     require(opt.name in OPTIMIZERS, "optimizer.name", f"unknown optimizer {opt.name!r}; choose one of {OPTIMIZERS}")

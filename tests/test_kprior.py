@@ -289,7 +289,8 @@ def test_newton_stops_at_the_gradient_rounding_floor_instead_of_idling(base):
 
 
 def test_minimize_reports_its_steps_and_final_gradient(base):
-    """with_info: L-BFGS and Newton both report ||grad|| <= tol when they converge, and the step cap when they hit it."""
+    """with_info: L-BFGS and Newton both report ||grad|| <= tol when they converge, and the step cap when they
+    hit it."""
     inputs, targets, _, w_star = base
     start = jnp.zeros_like(w_star)
     for method in ("lbfgs", "newton"):

@@ -203,3 +203,27 @@ def test_training_can_start_from_given_variables(tmp_path):
     bad = jax.tree.map(lambda x: x[..., :1], start)
     with pytest.raises(ValueError, match="initial_variables"):
         train_and_evaluate(tiny_lr, str(tmp_path / "bad"), initial_variables=bad)
+
+
+def test_head_logits_restrict_the_softmax_to_the_labels_task():
+    """head_size 2 over 6 classes: the loss of an example is the 2-class cross-entropy of its own pair's logits, its
+    prediction lies in its pair; head_size 0 leaves the logits alone."""
+    from jaxlab.train import cross_entropy
+    from jaxlab.train.step import head_logits
+    logits = jnp.array([[5.0, 1.0, 0.5, -1.0, 9.0, 2.0], [0.0, 3.0, 1.0, 2.0, 7.0, 8.0]])
+    labels = jnp.array([3, 1])
+    masked = head_logits(logits, labels, 2)
+    np.testing.assert_array_equal(jnp.argmax(masked, -1), [2, 1])  # within (2, 3) and (0, 1)
+    pair = lambda row, a: np.log(np.exp(row[a]) / np.exp(row[(a // 2) * 2:(a // 2) * 2 + 2]).sum())  # noqa: E731
+    np.testing.assert_allclose(cross_entropy(masked, labels), [-pair(logits[0], 3), -pair(logits[1], 1)], rtol=1e-6)
+    np.testing.assert_array_equal(head_logits(logits, labels, 0), logits)
+
+
+def test_task_incremental_heads_in_training_and_evaluation(tmp_path):
+    """training.head_size 5 on the 10 digits: evaluation predicts every example within its label's head (so the
+    confusion matrix is block-diagonal) and a head size that does not divide the classes is a ConfigError."""
+    from jaxlab.config import ConfigError
+    result = train_and_evaluate(tiny_config(**{"training.head_size": 5}), str(tmp_path / "heads"))
+    assert np.all(result["predictions"] // 5 == result["labels"] // 5)
+    with pytest.raises(ConfigError, match="training.head_size"):
+        train_and_evaluate(tiny_config(**{"training.head_size": 3}), str(tmp_path / "bad"))

@@ -48,14 +48,18 @@ Tasks (config.kprior.tasks):
                 or random) of fraction f of the base data, soft labels of w*.
     continual   split-MNIST style: task t holds classes (2t, 2t+1) (5 tasks on MNIST). DOMAIN-incremental,
                 single head: the label is the class mod 2 (first/second digit of the pair), one 2-output
-                network for all tasks, so the trainer's plain softmax loss applies unchanged (task-incremental
-                multi-head would need a per-task logit mask in the train step). Task 1 trains w_1 from scratch;
-                task t > 1 trains from w_{t-1} with the K-prior of w_{t-1} on M_{t-1}; after each task
+                network for all tasks, so the trainer's plain softmax loss applies unchanged. Task 1 trains w_1
+                from scratch; task t > 1 trains from w_{t-1} with the K-prior of w_{t-1} on M_{t-1}; after each task
                 M_t = M_{t-1} u (fraction f of task t's points, selected with w_t's scores) and the soft labels
                 are those of the LAST model on the whole memory (as `jaxlab.kprior.tasks.continual_learning`).
                 Replay keeps the same per-task memory (chosen with its own models) with true labels; finetune
                 trains on each task from the last model; batch retrains once on all tasks. Reported: the mean
                 over tasks of the test accuracy on each task's classes, after the last task.
+    continual_multihead   the same sequence TASK-incremental: the label is the class, the network has an output
+                per class and each task its own 2-class head (training.head_size = 2: the loss, the prediction and
+                the accuracy of an example use the softmax over its task's two logits; the task is known at train
+                and test time, `jaxlab.train.step.head_logits`). The memory term uses each memory point's own head
+                (soft labels of the last model on that head); the memory is balanced over each task's two classes.
 
 grad_error (add_data): at the method's final w, with full-batch gradients of the per-N_new objectives,
 ||grad J_method(w) - grad J_retrain(w)|| / ||grad J_retrain(w*)||, J_retrain = (Lbar + sum_{D+} l) / N_new
@@ -89,9 +93,9 @@ from jaxlab.kprior.gradients import gradient_error
 from jaxlab.kprior.memory import memory_scores, select_memory
 from jaxlab.kprior.prior import SOFTMAX, KPrior, data_loss, make_kprior, regularised_loss, weight_penalty
 from jaxlab.kprior.tasks import add_data
-from jaxlab.train.step import example_keys
+from jaxlab.train.step import example_keys, head_logits
 
-TASKS = ("add_data", "continual")
+TASKS = ("add_data", "continual", "continual_multihead")
 METHODS = ("kprior", "replay", "finetune", "batch")
 MODELS = ("mlp", "lenet", "glm")  # no BatchNorm statistics: f_w is a function of the params alone
 SELECTIONS = ("lambda", "random")
@@ -107,14 +111,16 @@ def memory_indices(rng: jax.Array, step: jax.Array, indices: jax.Array, memory_s
     return jax.vmap(lambda key: jax.random.randint(key, (), 0, memory_size))(keys)
 
 
-def deep_prior_inputs(prior: KPrior, params, num_examples: int, capacity: int) -> dict:
+def deep_prior_inputs(prior: KPrior, params, num_examples: int, capacity: int, memory_labels=None) -> dict:
     """The trainer's minibatch prior term as arrays (its `extra_loss_inputs`), the memory padded with zero rows to
     `capacity` so that runs with any memory size (and every method) share one compiled train step:
 
         memory_inputs (capacity, ...), memory_targets (capacity, C): the anchor's soft labels (K-prior) or one-hot
         labels (Replay); anchor: w* (K-prior) or zeros like `params` (no anchor: delta/2 ||w||^2); memory_size |M|
         (int32, 0 for no memory: fine-tuning, retraining, a base model); delta; num_examples N (the run's
-        training points). A softmax prior on the trained model's own parameter space (no projection).
+        training points); memory_labels (capacity,): the memory points' labels, read only with task-incremental
+        heads (each point's loss over its own head; default zeros). A softmax prior on the trained model's own
+        parameter space (no projection).
     """
     size = prior.memory_size
     if size > capacity:
@@ -126,30 +132,33 @@ def deep_prior_inputs(prior: KPrior, params, num_examples: int, capacity: int) -
     anchor = (prior.anchor_params if prior.anchor_params is not None else
               jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), params))
     delta = np.asarray(prior.delta)
+    labels = np.zeros(size, np.int32) if memory_labels is None else np.asarray(memory_labels, np.int32)
     return dict(memory_inputs=pad(prior.memory_inputs), memory_targets=pad(prior.anchor_predictions),
+                memory_labels=pad(labels),
                 anchor=jax.tree.map(np.asarray, anchor), memory_size=np.int32(size), delta=delta,
                 num_examples=np.asarray(num_examples, delta.dtype))
 
 
-def deep_prior_loss(params, inputs: dict, apply_fn: Callable, indices: jax.Array) -> jax.Array:
+def deep_prior_loss(params, inputs: dict, apply_fn: Callable, indices: jax.Array, head_size: int = 0) -> jax.Array:
     """|M| / (B N) sum_b l(t_{m_b}, f_w(x_{m_b})) + delta / (2 N) ||w - anchor||^2 on the B memory rows `indices`:
     under uniform draws from the |M| rows, an unbiased estimate of K(w) / N (see the module docstring); 0 memory
-    term when |M| = 0."""
-    outputs = apply_fn(params, jnp.take(inputs["memory_inputs"], indices, axis=0))
+    term when |M| = 0. head_size > 0: f_w over each point's own task head (`jaxlab.train.step.head_logits`)."""
+    outputs = head_logits(apply_fn(params, jnp.take(inputs["memory_inputs"], indices, axis=0)),
+                          jnp.take(inputs["memory_labels"], indices, axis=0), head_size)
     targets = jnp.take(inputs["memory_targets"], indices, axis=0)
     weight = inputs["memory_size"] / (indices.shape[0] * inputs["num_examples"])
     return (weight * jnp.sum(SOFTMAX.loss(targets, outputs))
             + weight_penalty(params, inputs["delta"] / inputs["num_examples"], inputs["anchor"]))
 
 
-def make_extra_loss(apply_fn: Callable) -> Callable:
+def make_extra_loss(apply_fn: Callable, head_size: int = 0) -> Callable:
     """The trainer's `extra_loss(params, batch, rng)`: `deep_prior_loss` on one memory draw per example of the local
     batch, its arrays read from batch["extra_loss_inputs"] (`deep_prior_inputs`, a jit argument of the step)."""
 
     def extra_loss(params, batch, rng):
         inputs = batch["extra_loss_inputs"]
         draws = memory_indices(rng, batch["step"], batch["index"], jnp.maximum(inputs["memory_size"], 1))
-        return deep_prior_loss(params, inputs, apply_fn, draws)
+        return deep_prior_loss(params, inputs, apply_fn, draws, head_size)
 
     return extra_loss
 
@@ -215,11 +224,19 @@ def _outputs(apply_fn, params, inputs, chunk: int = 4096) -> np.ndarray:
     return np.concatenate([np.asarray(apply(params, inputs[i:i + chunk])) for i in range(0, len(inputs), chunk)])
 
 
-def _select(apply_fn, params, inputs, labels, fraction: float, num_classes: int, selection: str, seed: int):
-    """Memory indices into `inputs`: class-balanced, `fraction` of the points (at least one per class)."""
+def _select(apply_fn, params, inputs, labels, fraction: float, num_classes: int, selection: str, seed: int,
+            head_size: int = 0):
+    """Memory indices into `inputs`: class-balanced, `fraction` of the points (at least one per class). With
+    task-incremental heads (head_size > 0; the points are one task's) lambda is scored on the task's head and the
+    balance is over its head_size classes."""
+    if head_size:
+        num_classes = head_size
     size = max(num_classes, int(fraction * len(labels)))
-    scores = memory_scores(_outputs(apply_fn, params, inputs)) if selection == "lambda" else None
-    return select_memory(labels, size, selection, scores=scores, num_classes=num_classes, seed=seed)
+    scores = None
+    if selection == "lambda":
+        scores = memory_scores(np.asarray(head_logits(_outputs(apply_fn, params, inputs), labels, head_size)))
+    return select_memory(labels % num_classes if head_size else labels, size, selection, scores=scores,
+                         num_classes=num_classes, seed=seed)
 
 
 # ------------------------------------------------------------------------------------ the runner
@@ -249,22 +266,24 @@ class _Runner:
         write_json(self.path, self.records)
 
     def train(self, name: str, seed: int, train_x, train_y, test_x, test_y, num_classes: int, *,
-              prior: KPrior | None = None, start=None) -> dict:
+              prior: KPrior | None = None, start=None, memory_labels=None, head_size: int = 0) -> dict:
         """train_and_evaluate on (train_x, train_y) with the K-prior / Replay extra loss (no prior: the L2 term
-        alone), from `start`."""
+        alone), from `start`; head_size > 0: task-incremental heads (training.head_size)."""
         from jaxlab.train import train_and_evaluate
         config = copy.deepcopy(self.config)
         config.seed = seed
+        config.training.head_size = head_size
         dataset = from_arrays(train_x, train_y, test_x, test_y, num_classes=num_classes, name=name)
         apply_fn = _apply_fn(self.model)
         if prior is None:
             prior = no_memory(apply_fn, train_x, num_classes, self.config.kprior.delta)
         params_like = start if start is not None else jax.eval_shape(
             lambda: self.model.init(jax.random.PRNGKey(0), jnp.zeros((1, *train_x.shape[1:]), jnp.float32))["params"])
-        inputs = deep_prior_inputs(prior, params_like, len(train_y), self.capacity)
+        inputs = deep_prior_inputs(prior, params_like, len(train_y), self.capacity, memory_labels)
         tic = time.perf_counter()
         result = train_and_evaluate(config, os.path.join(self.workdir, "runs", name), mesh=self.mesh,
-                                    dataset=dataset, extra_loss=make_extra_loss(apply_fn), extra_loss_inputs=inputs,
+                                    dataset=dataset, extra_loss=make_extra_loss(apply_fn, head_size),
+                                    extra_loss_inputs=inputs,
                                     initial_variables=None if start is None else {"params": start})
         self.log(f"{name}: test accuracy {result['accuracy']:.4f} ({time.perf_counter() - tic:.1f}s)")
         return {**result, "params": result["state"].params}
@@ -336,33 +355,39 @@ def _task_accuracy(result, test_digits, num_tasks: int) -> float:
     return float(np.mean([correct[test_digits // 2 == t].mean() for t in range(num_tasks)]))
 
 
-def _run_continual(runner: _Runner, arrays, num_classes: int, model, seed: int) -> None:
+def _run_continual(runner: _Runner, arrays, num_classes: int, model, seed: int, multihead: bool = False) -> None:
+    """Split-MNIST style continual learning (see the module docstring): domain-incremental (one head, label = class
+    mod 2) or, with `multihead`, task-incremental (label = class, one 2-class head per task: training.head_size 2)."""
     k = runner.config.kprior
+    task_name = "continual_multihead" if multihead else "continual"
     x, digits, x_test, test_digits = arrays
     num_tasks = num_classes // 2
     fractions = [float(f) for f in k.memory_fractions]
-    todo = [(m, f) for m in k.methods for f in fractions if not runner.done("continual", m, f, seed)]
+    todo = [(m, f) for m in k.methods for f in fractions if not runner.done(task_name, m, f, seed)]
     if not todo:
         return
     apply_fn = _apply_fn(model)
-    y, y_test = digits % 2, test_digits % 2
+    head_size = 2 if multihead else 0
+    outputs = num_classes if multihead else 2
+    y, y_test = (digits, test_digits) if multihead else (digits % 2, test_digits % 2)
     tasks = [digits // 2 == t for t in range(num_tasks)]
-    prefix = f"continual/seed{seed}"
+    prefix = f"{task_name}/seed{seed}"
 
-    def train(name, task, prior=None, start=None):
-        return runner.train(name, seed, x[tasks[task]], y[tasks[task]], x_test, y_test, 2, prior=prior, start=start)
+    def train(name, task, prior=None, start=None, memory_labels=None):
+        return runner.train(name, seed, x[tasks[task]], y[tasks[task]], x_test, y_test, outputs, prior=prior,
+                            start=start, memory_labels=memory_labels, head_size=head_size)
 
     def add(method, fractions_, result, memory_size, seconds):
         accuracy = _task_accuracy(result, test_digits, num_tasks)
         runner.log(f"{prefix} {method}: mean accuracy over the {num_tasks} tasks {accuracy:.4f}")
         for f in fractions_:
-            if not runner.done("continual", method, f, seed):
-                runner.add(task="continual", method=method, memory_fraction=f, seed=seed, test_accuracy=accuracy,
+            if not runner.done(task_name, method, f, seed):
+                runner.add(task=task_name, method=method, memory_fraction=f, seed=seed, test_accuracy=accuracy,
                            grad_error=None, memory_size=memory_size, seconds=seconds)
 
     if any(m == "batch" for m, _ in todo):
         tic = time.perf_counter()
-        result = runner.train(f"{prefix}/batch", seed, x, y, x_test, y_test, 2)
+        result = runner.train(f"{prefix}/batch", seed, x, y, x_test, y_test, outputs, head_size=head_size)
         add("batch", fractions, result, len(y), time.perf_counter() - tic)
         runner.clean(f"{prefix}/batch")
     chains = [(m, f) for m, f in todo if m in ("kprior", "replay")]
@@ -375,17 +400,22 @@ def _run_continual(runner: _Runner, arrays, num_classes: int, model, seed: int) 
         tic = time.perf_counter()
         params, memory_x, memory_y, names = base["params"], [], [], []
         for task in range(1, num_tasks):
-            prior = None
+            prior, labels = None, None
             if method != "finetune":  # memory of the task just finished, chosen with the current model
                 past = tasks[task - 1]
-                chosen = _select(apply_fn, params, x[past], y[past], fraction, 2, k.memory_selection, seed + task)
+                chosen = _select(apply_fn, params, x[past], y[past], fraction, outputs, k.memory_selection,
+                                 seed + task, head_size)
                 memory_x.append(x[past][chosen])
                 memory_y.append(y[past][chosen])
-                inputs = jnp.asarray(np.concatenate(memory_x))
-                prior = (make_kprior(apply_fn, params, inputs, k.delta) if method == "kprior" else
-                         replay_prior(apply_fn, inputs, np.concatenate(memory_y), 2, k.delta))
+                inputs, labels = jnp.asarray(np.concatenate(memory_x)), np.concatenate(memory_y)
+                if method == "kprior":  # soft labels of the last model, each point on its own task's head
+                    soft = jax.nn.softmax(head_logits(jnp.asarray(_outputs(apply_fn, params, inputs)), labels,
+                                                      head_size))
+                    prior = make_kprior(apply_fn, params, inputs, k.delta).replace(anchor_predictions=soft)
+                else:
+                    prior = replay_prior(apply_fn, inputs, labels, outputs, k.delta)
             names.append(f"{prefix}/{method}" + (f"_{fraction:g}" if fraction is not None else "") + f"/task{task}")
-            result = train(names[-1], task, prior=prior, start=params)
+            result = train(names[-1], task, prior=prior, start=params, memory_labels=labels)
             params = result["params"]
         add(method, fractions if fraction is None else [fraction], result, sum(len(m) for m in memory_y),
             time.perf_counter() - tic)
@@ -416,7 +446,8 @@ def plot_accuracy_vs_memory(records: list[dict], path: str, title: str = "") -> 
             axis.plot(x, 100 * mean, color=color, marker=marker, linestyle=line, label=label)
             axis.fill_between(x, 100 * low, 100 * high, color=color, alpha=0.2)
         axis.set_xscale("log")
-        axis.set_title({"add_data": "add data", "continual": "continual (domain-incremental)"}[task])
+        axis.set_title({"add_data": "add data", "continual": "continual (domain-incremental)",
+                        "continual_multihead": "continual (task-incremental, multi-head)"}[task])
         axis.set_xlabel("memory size (% of past data)")
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")
@@ -454,7 +485,7 @@ def run_deep_kprior_experiment(config, workdir: str, dataset=None, mesh=None) ->
     if "add_data" in k.tasks:
         require(0 <= k.add_digit < num_classes, "kprior.add_digit",
                  f"{k.add_digit} is not a class of {dataset.name} (0..{num_classes - 1})")
-    if "continual" in k.tasks:
+    if "continual" in k.tasks or "continual_multihead" in k.tasks:
         require(num_classes >= 4 and num_classes % 2 == 0, "kprior.tasks",
                  f"continual needs an even number (>= 4) of classes for the pairs (0, 1), (2, 3), ...; "
                  f"{dataset.name} has {num_classes}")
@@ -465,9 +496,12 @@ def run_deep_kprior_experiment(config, workdir: str, dataset=None, mesh=None) ->
         f"{tuple(k.methods)}, memory {tuple(k.memory_fractions)}, seeds {tuple(k.seeds)}; "
         f"{len(runner.records)} records already in results.json")
     for task in k.tasks:
-        runner.model = models.create_model(config.model, num_classes if task == "add_data" else 2)
+        runner.model = models.create_model(config.model, 2 if task == "continual" else num_classes)
         for seed in k.seeds:
-            (_run_add_data if task == "add_data" else _run_continual)(runner, arrays, num_classes, runner.model, seed)
+            if task == "add_data":
+                _run_add_data(runner, arrays, num_classes, runner.model, seed)
+            else:
+                _run_continual(runner, arrays, num_classes, runner.model, seed, multihead=task == "continual_multihead")
     wall = time.perf_counter() - start
     plot = os.path.join(workdir, "accuracy_vs_memory.png")
     plot_accuracy_vs_memory(runner.records, plot, title=name)

@@ -44,7 +44,8 @@ The solvers: `kprior.minimize` (optax L-BFGS with zoom line search, or damped Ne
 Hessian `glm_hessian`) for GLMs, full-batch Adam for networks; config.kprior.base_solver may differ for
 the base models. Its default '' is kprior.solver, except that a base GLM too wide for Newton's dense
 Hessian (over NEWTON_MAX_PARAMS, e.g. the degree-2 base of change_model) is solved with L-BFGS; an
-explicit newton there is a ConfigError before compiling. Objectives are divided by (N_new + |M|) as in the official code (a rescaling, same minimiser).
+explicit newton there is a ConfigError before compiling. Objectives are divided by (N_new + |M|) as in the
+official code (a rescaling, same minimiser).
 
 Precision: float32 unless config.kprior.float64 (x64 enabled for the run and restored after). In
 float32, L-BFGS may not reach a tight tol on K-prior objectives over small memories: their value is

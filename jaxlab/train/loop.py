@@ -130,6 +130,10 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     if len(dataset.train) < batch_size:
         raise config_lib.ConfigError("training.batch_size", f"{batch_size} is larger than the training split "
                                      f"({len(dataset.train)} examples of {dataset.name})")
+    head_size = config.training.head_size
+    if head_size and dataset.num_classes % head_size:
+        raise config_lib.ConfigError("training.head_size", f"{head_size} does not divide the {dataset.num_classes} "
+                                     f"classes of {dataset.name} into heads (e.g. 2 for split-MNIST's 5 tasks)")
     os.makedirs(workdir, exist_ok=True)
     is_chief = jax.process_index() == 0
 
@@ -165,8 +169,9 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes,
                                  label_smoothing=config.training.label_smoothing,
                                  augment=augment, extra_loss=extra_loss, param_metrics=param_metrics,
-                                 extra_loss_inputs=extra_loss_inputs)
-    eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform)
+                                 extra_loss_inputs=extra_loss_inputs, head_size=config.training.head_size)
+    eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform,
+                               head_size=config.training.head_size)
     writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
     eval_every = config.eval_every_steps or steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch

@@ -59,6 +59,20 @@ def soft_cross_entropy(logits: jax.Array, targets: jax.Array, label_smoothing: f
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
+MASKED_LOGIT = -1e9  # a logit outside the example's head: softmax weight exp(-1e9) = 0, finite in the loss
+
+
+def head_logits(logits: jax.Array, labels: jax.Array, head_size: int) -> jax.Array:
+    """Task-incremental (multi-head) logits: with head_size = k > 0 the classes form heads of k consecutive classes
+    (split-MNIST: (0, 1), (2, 3), ...) and an example only sees its own label's head (the task is known at train
+    and test time): logits of the other classes become MASKED_LOGIT, so the softmax, the loss, the argmax and the
+    accuracy are over the k classes of its task. head_size 0: the logits unchanged (one head over all classes)."""
+    if head_size == 0:
+        return logits
+    heads = jnp.arange(logits.shape[-1]) // head_size
+    return jnp.where(heads == (labels // head_size)[..., None], logits, MASKED_LOGIT)
+
+
 def example_keys(rng: jax.Array, step: jax.Array, indices: jax.Array) -> jax.Array:
     """keys[i] = fold_in(fold_in(rng, step), index[i]): independent of device count and
     batch position, and identical after a resume."""
@@ -73,12 +87,14 @@ def _variables(params, batch_stats):
 def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_classes: int,
                     label_smoothing: float = 0.0, augment: Augment | None = None,
                     extra_loss: ExtraLoss | None = None, param_metrics: Callable[[object], dict] | None = None,
-                    extra_loss_inputs=None) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+                    extra_loss_inputs=None, head_size: int = 0
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """jit(shard_map(step)): (state, global batch) -> (new state, metrics), state donated.
 
     `param_metrics(params) -> {name: scalar}` adds metrics of the params the step starts from
     (e.g. the DReg copies' cosine). `extra_loss_inputs`: a pytree of arrays replicated once onto the
     mesh and passed to every step as a jit argument, seen by `extra_loss` as batch["extra_loss_inputs"].
+    `head_size` > 0: task-incremental heads (`head_logits`) for the task loss and the accuracy.
     """
 
     def step(state: TrainState, batch: Batch, inputs=None):
@@ -93,6 +109,7 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
         def loss_fn(params):
             logits, mutated = model.apply(_variables(params, state.batch_stats), images, train=True,
                                           mutable=["batch_stats"])
+            logits = head_logits(logits, labels, head_size)
             task = jnp.mean(soft_cross_entropy(logits, targets, label_smoothing))
             extra_batch = {**batch, "step": state.step, **({} if inputs is None else {"extra_loss_inputs": inputs})}
             local = task if extra_loss is None else task + extra_loss(params, extra_batch, extra_rng)
@@ -125,11 +142,12 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
     return lambda state, batch: compiled(state, batch, inputs)
 
 
-def make_eval_step(model, mesh: Mesh, num_classes: int, *, transform: Callable[[jax.Array], jax.Array] | None = None
-                   ) -> Callable[[TrainState, Batch], tuple[dict, dict]]:
+def make_eval_step(model, mesh: Mesh, num_classes: int, *, transform: Callable[[jax.Array], jax.Array] | None = None,
+                   head_size: int = 0) -> Callable[[TrainState, Batch], tuple[dict, dict]]:
     """(state, padded global batch with "mask") -> (summed stats, per-example "prediction" and "label").
 
-    `transform` is the deterministic eval-time preprocessing (e.g. centre crop + normalise).
+    `transform` is the deterministic eval-time preprocessing (e.g. centre crop + normalise); `head_size` > 0:
+    each example is predicted within its label's head (`head_logits`, task-incremental evaluation).
 
     Stats: "loss_sum" (masked cross-entropy sum) and "confusion" [true, predicted] counts,
     from which every per-class metric follows; padded examples count nowhere.
@@ -139,7 +157,8 @@ def make_eval_step(model, mesh: Mesh, num_classes: int, *, transform: Callable[[
         images = to_float(batch["image"])
         if transform is not None:
             images = transform(images)
-        logits = model.apply(_variables(state.params, state.batch_stats), images, train=False)
+        logits = head_logits(model.apply(_variables(state.params, state.batch_stats), images, train=False),
+                             batch["label"], head_size)
         mask = batch["mask"]
         predictions = jnp.argmax(logits, -1)
         true = jax.nn.one_hot(batch["label"], num_classes) * mask[:, None]
