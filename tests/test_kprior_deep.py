@@ -268,3 +268,31 @@ def test_task_incremental_memory_term_uses_each_points_head():
     expected = 6 / (6 * 4) * float(-jnp.sum(soft * log_p)) + 0.5 / 4 * float(jnp.sum((w - w_star) ** 2))
     np.testing.assert_allclose(float(deep_prior_loss(w, inputs, linear, every, head_size=2)), expected, rtol=1e-5)
     assert abs(float(deep_prior_loss(w, inputs, linear, every)) - expected) > 1e-3
+
+
+def test_deep_kprior_training_is_the_same_on_one_and_eight_devices(tmp_path):
+    """The trainer's K-prior term is data-parallel: its arrays reach every device whole (a replicated jit argument),
+    each device draws the memory points of its own examples (keyed by example index) and the loss is averaged over
+    devices, so 1 and 8 devices take the same steps; and the term matters (training without it differs)."""
+    from jaxlab import models
+    from jaxlab.train import train_and_evaluate
+    from jaxlab.kprior.deep import _apply_fn
+    config = _tiny_config()
+    config.training.num_train_steps = 4
+    dataset = _tiny_dataset()
+    model = models.create_model(config.model, dataset.num_classes)
+    images = dataset.train.__getitems__(np.arange(len(dataset.train)))["image"]
+    start = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)))["params"]
+    prior = make_kprior(_apply_fn(model), jax.tree.map(lambda p: 3.0 * p, start), jnp.asarray(images[:40]), 5.0)
+    inputs = deep_prior_inputs(prior, start, len(images), capacity=64)
+    runs = {}
+    for name, devices, extra in (("one", 1, True), ("eight", 8, True), ("plain", 8, False)):
+        result = train_and_evaluate(config, str(tmp_path / name), mesh=parallel.make_mesh(devices), dataset=dataset,
+                                    initial_variables={"params": start},
+                                    extra_loss=make_extra_loss(_apply_fn(model)) if extra else None,
+                                    extra_loss_inputs=inputs if extra else None)
+        runs[name] = jax.tree.map(np.asarray, jax.device_get(result["state"].params))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), runs["one"], runs["eight"])
+    gap = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(runs["eight"]),
+                                                            jax.tree.leaves(runs["plain"])))
+    assert gap > 1e-3
