@@ -560,9 +560,10 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
                 if anchor is not None:
                     data["anchor"] = anchor
                 batched = frozenset(key for key in data if key.startswith("memory_"))
-                outputs.append(_solve_grid(starts, data, reference, test_inputs, test_labels, new_model.apply, method,
-                                           solver, batched)[1:])
-                log(f"{task}: {method} fraction {fractions[j]} ({size} points) done")
+                outputs.append(jax.block_until_ready(_solve_grid(  # blocks: the log line means the solve is done
+                    starts, data, reference, test_inputs, test_labels, new_model.apply, method, solver, batched)[1:]))
+                log(f"{task}: {method} fraction {fractions[j]} ({size} points) done, "
+                    f"{time.perf_counter() - tic:.1f}s since the first fraction started")
         accuracy, absolute, relative, steps = (np.concatenate([np.asarray(o[i]) for o in outputs], axis=1)
                                                for i in range(4))
         method_results[method] = (accuracy, relative, absolute, steps)
