@@ -134,9 +134,8 @@ def deep_prior_inputs(prior: KPrior, params, num_examples: int, capacity: int, m
     delta = np.asarray(prior.delta)
     labels = np.zeros(size, np.int32) if memory_labels is None else np.asarray(memory_labels, np.int32)
     return dict(memory_inputs=pad(prior.memory_inputs), memory_targets=pad(prior.anchor_predictions),
-                memory_labels=pad(labels),
-                anchor=jax.tree.map(np.asarray, anchor), memory_size=np.int32(size), delta=delta,
-                num_examples=np.asarray(num_examples, delta.dtype))
+                memory_labels=pad(labels), anchor=jax.tree.map(np.asarray, anchor), memory_size=np.int32(size),
+                delta=delta, num_examples=np.asarray(num_examples, delta.dtype))
 
 
 def deep_prior_loss(params, inputs: dict, apply_fn: Callable, indices: jax.Array, head_size: int = 0) -> jax.Array:
@@ -293,14 +292,14 @@ class _Runner:
             shutil.rmtree(os.path.join(self.workdir, "runs", name), ignore_errors=True)
 
 
-def _run_add_data(runner: _Runner, arrays, num_classes: int, model, seed: int) -> None:
+def _run_add_data(runner: _Runner, arrays, num_classes: int, seed: int) -> None:
     k = runner.config.kprior
     x, y, x_test, y_test = arrays
     fractions = [float(f) for f in k.memory_fractions]
     todo = [(m, f) for m in k.methods for f in fractions if not runner.done("add_data", m, f, seed)]
     if not todo:
         return
-    apply_fn = _apply_fn(model)
+    apply_fn = _apply_fn(runner.model)
     new = y == k.add_digit
     x_past, y_past, x_new, y_new = x[~new], y[~new], x[new], y[new]
     prefix = f"add_data/seed{seed}"
@@ -355,7 +354,7 @@ def _task_accuracy(result, test_digits, num_tasks: int) -> float:
     return float(np.mean([correct[test_digits // 2 == t].mean() for t in range(num_tasks)]))
 
 
-def _run_continual(runner: _Runner, arrays, num_classes: int, model, seed: int, multihead: bool = False) -> None:
+def _run_continual(runner: _Runner, arrays, num_classes: int, seed: int, multihead: bool = False) -> None:
     """Split-MNIST style continual learning (see the module docstring): domain-incremental (one head, label = class
     mod 2) or, with `multihead`, task-incremental (label = class, one 2-class head per task: training.head_size 2)."""
     k = runner.config.kprior
@@ -366,7 +365,7 @@ def _run_continual(runner: _Runner, arrays, num_classes: int, model, seed: int, 
     todo = [(m, f) for m in k.methods for f in fractions if not runner.done(task_name, m, f, seed)]
     if not todo:
         return
-    apply_fn = _apply_fn(model)
+    apply_fn = _apply_fn(runner.model)
     head_size = 2 if multihead else 0
     outputs = num_classes if multihead else 2
     y, y_test = (digits, test_digits) if multihead else (digits % 2, test_digits % 2)
@@ -499,9 +498,9 @@ def run_deep_kprior_experiment(config, workdir: str, dataset=None, mesh=None) ->
         runner.model = models.create_model(config.model, 2 if task == "continual" else num_classes)
         for seed in k.seeds:
             if task == "add_data":
-                _run_add_data(runner, arrays, num_classes, runner.model, seed)
+                _run_add_data(runner, arrays, num_classes, seed)
             else:
-                _run_continual(runner, arrays, num_classes, runner.model, seed, multihead=task == "continual_multihead")
+                _run_continual(runner, arrays, num_classes, seed, multihead=task == "continual_multihead")
     wall = time.perf_counter() - start
     plot = os.path.join(workdir, "accuracy_vs_memory.png")
     plot_accuracy_vs_memory(runner.records, plot, title=name)
