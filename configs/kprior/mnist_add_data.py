@@ -11,7 +11,7 @@ K-prior (memory term weighted |M| / N_new, soft labels of w*, class-balanced top
 memory, true labels), fine-tuning (the 9s only, from w*), batch (retraining on all 12,000 from scratch), at memory
 100 / 20 / 5 / 1% of the base data, 3 seeds (seed: initialisation, batch order, memory draws).
 See jaxlab/kprior/deep.py for the objective and its scaling.
-Produces results.json and accuracy_vs_memory.png in the workdir. Measured: 11 trainer runs per seed, 40-80 min
+Produces results.json and accuracy_vs_memory.png in the workdir. Measured: 11 trainer runs per seed, about 40 min
 per seed on 2 CPU cores shared with other jobs (1,000-step runs 125-230 s each); results in benchmarks/README.md
 (K-priors, MNIST deep networks).
 """
