@@ -99,8 +99,7 @@ def main() -> None:
           f"{second:.1f} s without; peer lbfgs {peer:.1f} s with compilation ({peer / first:.1f}x slower; largest "
           f"test-accuracy difference {peer_difference:.4f})")
     print(f"With / without compilation, {OFFICIAL_CPU_SECONDS / first:.1f}x / {OFFICIAL_CPU_SECONDS / second:.1f}x "
-          f"faster than the "
-          f"~{OFFICIAL_CPU_SECONDS // 60} CPU-minutes the note reports for the official code (not measured here)")
+          f"faster than the ~{OFFICIAL_CPU_SECONDS // 60} CPU-minutes the note reports for the official code (not measured here)")
     if args.float64:
         print(f"float64: {result['wall_s_float64_compile_included']:.1f} s; largest test-accuracy difference "
               f"to float32 {result['max_abs_accuracy_diff_float64']:.4f}")

@@ -410,7 +410,8 @@ def _run_continual(runner: _Runner, arrays, num_classes: int, seed: int, multihe
                 if method == "kprior":  # soft labels of the last model, each point on its own task's head
                     soft = jax.nn.softmax(head_logits(jnp.asarray(_outputs(apply_fn, params, inputs)), labels,
                                                       head_size))
-                    prior = make_kprior(apply_fn, params, inputs, k.delta).replace(anchor_predictions=soft)
+                    prior = KPrior(memory_inputs=inputs, anchor_predictions=soft, anchor_params=params,
+                                   delta=jnp.asarray(k.delta, jnp.float32), apply_fn=apply_fn)
                 else:
                     prior = replay_prior(apply_fn, inputs, labels, outputs, k.delta)
             names.append(f"{prefix}/{method}" + (f"_{fraction:g}" if fraction is not None else "") + f"/task{task}")

@@ -169,9 +169,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes,
                                  label_smoothing=config.training.label_smoothing,
                                  augment=augment, extra_loss=extra_loss, param_metrics=param_metrics,
-                                 extra_loss_inputs=extra_loss_inputs, head_size=config.training.head_size)
-    eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform,
-                               head_size=config.training.head_size)
+                                 extra_loss_inputs=extra_loss_inputs, head_size=head_size)
+    eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform, head_size=head_size)
     writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
     eval_every = config.eval_every_steps or steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
