@@ -30,6 +30,7 @@ def make_step(model_name: str, num_classes: int, image_size: int, batch: int, dt
     """(step, state, batch) for the plain model (layer None) or the model with `layer` replicated
     ("" = the final classifier), with lambda cos(W1, W2)^2 when coefficient > 0."""
     from jaxlab.dreg import dreg_extra_loss, replicate_model
+    from jaxlab.train import Extension
     from train_step import make_jax_step  # benchmarks/train_step.py, beside this script
 
     if layer is None:
@@ -37,7 +38,8 @@ def make_step(model_name: str, num_classes: int, image_size: int, batch: int, dt
     return make_jax_step(
         model_name, image_size, num_classes, batch, dtype,
         model_transform=lambda model, input_shape: replicate_model(model, input_shape, layer or None),
-        extra_loss=(lambda model: dreg_extra_loss(model.path, "squared_cosine", coefficient)) if coefficient else None)
+        extension=(lambda model: Extension("dreg", loss=dreg_extra_loss(model.path, "squared_cosine", coefficient)))
+        if coefficient else None)
 
 
 def main() -> None:

@@ -1,14 +1,15 @@
 """Wall time of the full K-prior Adult sweep (configs/kprior/adult.py) and its accuracy table.
 
-    python benchmarks/kprior.py --data_dir=../shared/data/a7a --out=benchmarks/results/kprior_adult.json
+    JAXLAB_DATA_DIR=/path/to/datasets python benchmarks/kprior.py --out=benchmarks/results/kprior_adult.json
+    # or --data_dir=/path/to/a7a (the folder with a7a and a7a_test)
 
 4 tasks x 7 memory fractions x 3 seeds x K-prior / Replay / Batch, in this process: twice with the config's solver
 (damped Newton with the IRLS Hessian; the first run includes compilation, there is no persistent compilation cache,
 the second reuses the compiled solvers; data loading, memory selection and the plot are in both), then once more
 with the peer solver measured in the same process, optax L-BFGS (zoom line search, history 100, <= 1000 steps, the
 same tolerance; compilation included). Prints the wall times, the ratios against the peer and against the ~19
-CPU-minutes the note (/work/shared/notes/kpriors.md) reports for the official PyTorch code on a 2-core machine (a
-figure quoted from the note, NOT measured here), the largest accuracy difference to the peer, and the accuracy table
+CPU-minutes the project's notes report for the official PyTorch code of Khan & Swaroop (2021) on a 2-core machine
+(a figure quoted, NOT measured here), the largest accuracy difference to the peer, and the accuracy table
 (mean +- std over seeds, %). Optional --float64 repeats the sweep in float64 and reports the largest accuracy
 difference.
 """
@@ -40,14 +41,15 @@ def load_adult_config(data_dir: str):
 
 
 def timed_run(config, workdir: str) -> tuple[float, list[dict]]:
-    from jaxlab.kprior.experiments import load_results, run_kprior_experiment
+    from jaxlab.experiments import kprior_adaptation
     start = time.perf_counter()
-    summary = run_kprior_experiment(config, workdir)
-    return time.perf_counter() - start, load_results(summary["results"])
+    summary = kprior_adaptation.run(config, workdir)
+    return time.perf_counter() - start, kprior_adaptation.load_results(summary["results"])
 
 
 def table(records: list[dict]) -> str:
-    from jaxlab.kprior.experiments import METHODS, TASKS, summarize
+    from jaxlab.experiments.kprior_adaptation import METHODS, TASKS
+    from jaxlab.experiments.reports import summarize
     stats = summarize(records)
     fractions = sorted({r["memory_fraction"] for r in records}, reverse=True)
     lines = ["| task | method | " + " | ".join(f"{100 * f:g}%" for f in fractions) + " |",
@@ -64,7 +66,7 @@ def table(records: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default="", help="folder with a7a and a7a_test (default: the config's)")
+    parser.add_argument("--data_dir", default="", help="folder with a7a and a7a_test, or its parent (default: the config's, $JAXLAB_DATA_DIR)")
     parser.add_argument("--out", default="", help="write timings and records as JSON here")
     parser.add_argument("--float64", action="store_true", help="also run the sweep in float64 and compare")
     args = parser.parse_args()

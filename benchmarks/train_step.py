@@ -24,9 +24,10 @@ import numpy as np
 
 
 def make_jax_step(model_name: str, image_size: int, num_classes: int, batch: int, dtype: str,
-                  model_transform=None, extra_loss=None):
+                  model_transform=None, extension=None):
     """(step, state, batch) of jaxlab's train step on all local devices: SGD momentum 0.9, weight decay 5e-4,
-    a fixed synthetic uint8 batch. `model_transform(model, input_shape)` may wrap the model (e.g. DReg)."""
+    a fixed synthetic uint8 batch. `model_transform(model, input_shape)` may wrap the model (e.g. DReg),
+    `extension(model)` give the step a trainer extension (jaxlab.train.Extension, e.g. the DReg penalty)."""
     from jaxlab import parallel
     from jaxlab.config import base_config
     from jaxlab.models import create_model
@@ -51,7 +52,7 @@ def make_jax_step(model_name: str, image_size: int, num_classes: int, batch: int
         "index": np.arange(batch, dtype=np.int32),
     }, mesh)
     step = make_train_step(model, tx, mesh, num_classes=num_classes,
-                           extra_loss=extra_loss(model) if extra_loss else None)
+                           extensions=[extension(model)] if extension else [])
     return step, state, batch_arrays
 
 

@@ -11,12 +11,12 @@ accuracy about 96% at s = 0.25 and 99% at s = 1.0 (on 8x8 digits crops cost accu
 skips finished runs. For plain training of one model use `--config.experiment=train`.
 """
 
-from jaxlab.config import base_config
+from jaxlab.config import EVAL_FINAL_ONLY
+from jaxlab.experiments import base_config
 
 
 def get_config():
-    config = base_config()
-    config.experiment = "augmentation_sweep"
+    config = base_config("augmentation_sweep")
     config.data.source = "digits"
     config.model.name = "cnn"
     config.training.batch_size = 128
@@ -34,6 +34,6 @@ def get_config():
     config.classwise.reference_strength = 0.25  # 0 = the best-average strength (here 1.0: nothing to find)
     config.classwise.intervention_pairs = 1
     config.eval_batch_size = 512
-    config.eval_every_steps = 10**9  # evaluate once at the end of each run
+    config.eval_every_steps = EVAL_FINAL_ONLY  # evaluate once, after the last step
     config.log_every_steps = 10
     return config

@@ -8,11 +8,11 @@ are not mirror-symmetric); about a minute on 2 CPU cores, around 97-99% test acc
 per-class table printed at the end.
 """
 
-from jaxlab.config import base_config
+from jaxlab.experiments import base_config
 
 
 def get_config():
-    config = base_config()
+    config = base_config("train")
     config.data.source = "digits"
     config.model.name = "cnn"
     config.training.batch_size = 128

@@ -1,7 +1,7 @@
 """Command line: `python -m jaxlab.main --config=configs/<name>.py --workdir=<dir>`.
 
-Kept thin on purpose: everything it does is one call to `jaxlab.experiments.run`,
-which notebooks can call directly. With no flags it runs configs/default.py into
+Kept thin on purpose: everything it does is one call to `jaxlab.experiments.run` (the module
+`jaxlab.experiments.<config.experiment>`), which notebooks can call directly. With no flags it runs configs/default.py into
 workdirs/default. Override any field with `--config.a.b=value`; configs are locked,
 so a misspelt field is an error.
 """
@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxlab import experiments, parallel
+from jaxlab.errors import ConfigError, DataError
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py")
 
@@ -32,7 +36,6 @@ def default_workdir(config_path: str) -> str:
 
 def enable_compilation_cache(directory: str) -> None:
     """Cache every compiled program on disk (keyed by its HLO and the JAX version), however fast it compiled."""
-    import jax
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
@@ -41,10 +44,6 @@ def enable_compilation_cache(directory: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from jaxlab import experiments, parallel
-    from jaxlab.config import ConfigError
-    from jaxlab.data import DataError
-
     if not flags.FLAGS["verbosity"].present:  # keep orbax's INFO chatter out of the progress output
         logging.set_verbosity(logging.WARNING)
     if _COMPILATION_CACHE.value:

@@ -1,29 +1,52 @@
-"""Name -> object registries that configs address by name (models, experiments, later augment ops)."""
+"""Name -> object registries that configs address by name: data sources, models, augmentation ops, losses,
+DReg penalties and experiments all use this one class.
+
+Fill a registry with the `register(name)` decorator (or `register(name, obj)`); `lookup` raises a ConfigError
+naming the config field and the choices. A registry built with `package=` also finds `<package>.<name>` modules
+on lookup (importlib, the way big_vision finds its models): a new experiment is one file, no registration.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import importlib
+import pkgutil
+from typing import TypeVar
+
+from jaxlab.errors import ConfigError
 
 T = TypeVar("T")
 
 
 class Registry(dict):
-    """A dict filled by the `register(name)` decorator; `lookup` names the config field on a miss."""
+    """A dict of named entries; `lookup(name)` names `field` and the choices on a miss."""
 
-    def __init__(self, kind: str, field: str):
+    def __init__(self, kind: str, field: str, *, package: str | None = None, exclude: tuple[str, ...] = ()):
+        """`package`: also find entries as its modules (all but `exclude` and names starting with "_")."""
         super().__init__()
-        self.kind, self.field = kind, field
+        self.kind, self.field, self.package, self.exclude = kind, field, package, exclude
 
-    def register(self, name: str) -> Callable[[T], T]:
-        def decorator(obj: T) -> T:
+    def register(self, name: str, obj=None):
+        """`@registry.register("name")` on a function or class, or `registry.register("name", obj)`."""
+        def decorator(entry: T) -> T:
             if name in self:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
-            self[name] = obj
-            return obj
-        return decorator
+            self[name] = entry
+            return entry
+        return decorator if obj is None else decorator(obj)
+
+    def names(self) -> list[str]:
+        """Every name `lookup` accepts: the registered entries and, with a package, its modules."""
+        found = set(self)
+        if self.package is not None:
+            path = importlib.import_module(self.package).__path__
+            found |= {m.name for m in pkgutil.iter_modules(path)
+                      if not m.name.startswith("_") and m.name not in self.exclude}
+        return sorted(found)
 
     def lookup(self, name: str):
+        if name not in self and self.package is not None and name in self.names():
+            self[name] = importlib.import_module(f"{self.package}.{name}")
         if name not in self:
-            from jaxlab.config import ConfigError  # config imports registries lazily: no cycle
-            raise ConfigError(self.field, f"unknown {self.kind} {name!r}; choose one of {sorted(self)}")
+            raise ConfigError(self.field, f"unknown {self.kind} {name!r}; choose one of {self.names()}")
         return self[name]
+

@@ -1,8 +1,10 @@
-"""Augmentation ops: torchvision semantics, exact identities, traced per-example strengths under vmap."""
+"""Augmentation ops: torchvision semantics, exact identities, traced per-example strengths under vmap,
+the same ops eagerly and under jit (chex.variants), and rank asserts instead of silent broadcasting."""
 
 import colorsys
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,10 +28,10 @@ def _images(n, height=6, width=5, channels=3, seed=1):
 def test_flip_probability_one_zero_and_involution(op, axis):
     image = _images(1)[0]
     flipped = jax.jit(lambda k, x: op(k, x, p=1.0))(_keys(1)[0], image)
-    assert flipped.shape == image.shape and flipped.dtype == jnp.float32
-    np.testing.assert_array_equal(flipped, np.flip(image, axis))
-    np.testing.assert_array_equal(op(_keys(2)[1], flipped, p=1.0), image)
-    np.testing.assert_array_equal(op(_keys(1)[0], image, p=0.0), image)
+    chex.assert_shape(flipped, image.shape)
+    chex.assert_type(flipped, jnp.float32)
+    chex.assert_trees_all_equal(flipped, np.flip(image, axis))
+    chex.assert_trees_all_equal(op(_keys(2)[1], flipped, p=1.0), op(_keys(1)[0], image, p=0.0), image)
 
 
 def test_flip_traced_per_example_p_and_keys():
@@ -71,7 +73,8 @@ def test_pad_and_random_crop_windows_are_uniform():
     n = 2000
     crop = jax.jit(jax.vmap(lambda k: ops.pad_and_random_crop(k, image, padding=PAD)))
     out = crop(_keys(n))
-    assert out.shape == (n, SIDE, SIDE, 1) and out.dtype == jnp.float32
+    chex.assert_shape(out, (n, SIDE, SIDE, 1))
+    chex.assert_type(out, jnp.float32)
     assert float(out.min()) >= 0 and float(out.max()) <= 1
     np.testing.assert_array_equal(out, crop(_keys(n)))
     offsets = _window_offsets(out, image)
@@ -169,7 +172,8 @@ def test_color_jitter_per_example_magnitudes_under_vmap():
     images = _images(16)
     magnitudes = _magnitudes(0.5, 0.5, 0.5, 0.1) * jnp.array([0.0, 1.0] * 8)[:, None]
     out = _jitter(_keys(16), images, magnitudes)
-    assert out.shape == images.shape and out.dtype == jnp.float32
+    chex.assert_shape(out, images.shape)
+    chex.assert_type(out, jnp.float32)
     assert float(out.min()) >= 0 and float(out.max()) <= 1
     np.testing.assert_array_equal(out[0::2], images[0::2])
     assert np.all(np.abs(np.asarray(out[1::2] - images[1::2])).max(axis=(1, 2, 3)) > 1e-3)
@@ -218,7 +222,7 @@ def test_random_grayscale():
     assert np.all(out[0::2, ..., 0] == out[0::2, ..., 1]) and np.all(out[0::2, ..., 1] == out[0::2, ..., 2])
     np.testing.assert_array_equal(out[1::2], images[1::2])
     assert float(out.min()) >= 0 and float(out.max()) <= 1
-    assert ops.grayscale(images).shape == (8, 6, 5, 1)
+    chex.assert_shape(ops.grayscale(images), (8, 6, 5, 1))
     with pytest.raises(ValueError, match="1 or 3 channels"):
         ops.grayscale(jnp.zeros((2, 2, 4)))
 
@@ -238,7 +242,8 @@ def test_center_crop_and_resize():
     # no resize needed (shorter side 256 = round(224 / 0.875)): exactly the centre window
     image = jax.random.uniform(jax.random.PRNGKey(0), (256, 320, 3))
     out = crop(image[None])[0]
-    assert out.shape == (224, 224, 3) and out.dtype == jnp.float32
+    chex.assert_shape(out, (224, 224, 3))
+    chex.assert_type(out, jnp.float32)
     np.testing.assert_allclose(out, image[16:240, 48:272], atol=1e-6)
     # 300 x 400 -> 256 x int(256 * 4 / 3) = 256 x 341, crop from (16, round(58.5) = 58); portrait likewise
     image = jax.random.uniform(jax.random.PRNGKey(1), (300, 400, 3))
@@ -247,7 +252,7 @@ def test_center_crop_and_resize():
     np.testing.assert_allclose(crop(image.transpose(1, 0, 2)[None])[0], resized.transpose(1, 0, 2)[58:282, 16:240],
                                atol=5e-5)
     small = jax.jit(lambda x: ops.center_crop_and_resize(x, size=32))(jnp.full((40, 50, 1), 0.3))
-    assert small.shape == (32, 32, 1)
+    chex.assert_shape(small, (32, 32, 1))
     np.testing.assert_allclose(small, 0.3, rtol=1e-6)
 
 
@@ -261,8 +266,7 @@ def test_mixup_mixes_images_and_targets_with_one_lambda():
     images, targets = _batch()
     alphas = jnp.array([0.0, 0.2, 0.2, 0.2, 0.2, 1.0])  # alpha may be traced; 0 = off
     outs, mixed = jax.jit(jax.vmap(lambda k, a: ops.mixup(k, images, targets, alpha=a)))(_keys(6), alphas)
-    np.testing.assert_array_equal(outs[0], images)
-    np.testing.assert_array_equal(mixed[0], targets)
+    chex.assert_trees_all_equal((outs[0], mixed[0]), (images, targets))
     np.testing.assert_allclose(mixed.sum(-1), 1.0, rtol=1e-6)
     lams = mixed[:, 0, 0]
     for out, mix, lam in zip(outs, mixed, lams):
@@ -277,8 +281,7 @@ def test_cutmix_pastes_the_partner_box_and_weights_by_its_area():
     alphas = jnp.array([0.0] + [1.0] * 39)
     outs, mixes = jax.device_get(jax.jit(jax.vmap(lambda k, a: ops.cutmix(k, images, targets, alpha=a)))(
         _keys(40), alphas))
-    np.testing.assert_array_equal(outs[0], images)
-    np.testing.assert_array_equal(mixes[0], targets)
+    chex.assert_trees_all_equal((outs[0], mixes[0]), (images, targets))
     np.testing.assert_allclose(mixes.sum(-1), 1.0, rtol=1e-6)
     clipped = 0
     for out, mixed in zip(outs, mixes):
@@ -292,3 +295,115 @@ def test_cutmix_pastes_the_partner_box_and_weights_by_its_area():
             clipped += rows.min() == 0 or cols.min() == 0 or rows.max() == 7 or cols.max() == 7
         np.testing.assert_allclose(pasted.mean(axis=(1, 2)), 1 - np.diag(mixed), atol=1e-6)
     assert clipped > 0
+
+
+# ---------------------------------------------------------------- eager and jitted (chex.variants)
+
+class PureOpsTest(chex.TestCase):
+    """The public ops as pure functions, run eagerly and jitted: the same exact identities and references."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_flips(self):
+        image = _images(1)[0]
+        for op, axis in ((ops.random_flip_left_right, 1), (ops.random_flip_up_down, 0)):
+            flip = self.variant(lambda k, x, p, op=op: op(k, x, p=p))
+            flipped = flip(_keys(1)[0], image, 1.0)
+            chex.assert_shape(flipped, image.shape)
+            chex.assert_trees_all_equal(flipped, np.flip(image, axis))
+            chex.assert_trees_all_equal(flip(_keys(1)[0], image, 0.0), image)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_pad_and_random_crop(self):
+        image = _coded_image()
+        crop = self.variant(lambda k, x, s: ops.pad_and_random_crop(k, x, padding=PAD, max_shift=s))
+        chex.assert_trees_all_equal(crop(_keys(1)[0], image, 0.0), image)
+        outs = jnp.stack([crop(k, image, 2.0) for k in _keys(4)])
+        chex.assert_shape(outs, (4, SIDE, SIDE, 1))
+        assert np.abs(_window_offsets(outs, image) - PAD).max() <= 2
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_color_jitter_follows_its_sampled_parameters(self):
+        image, key = _images(1)[0], _keys(1, seed=3)[0]
+        jitter = self.variant(lambda k, x, m: ops.color_jitter(k, x, brightness=m[0], contrast=m[1],
+                                                               saturation=m[2], hue=m[3]))
+        chex.assert_trees_all_equal(jitter(key, image, jnp.zeros(4)), image)  # all magnitudes 0: identity
+        magnitudes = jnp.array([0.8, 0.8, 0.8, 0.3])
+        factors, hue_shift, hue_position, blend_order = jax.device_get(ops._jitter_params(key, *magnitudes))
+        order = tuple(blend_order[:hue_position]) + (3,) + tuple(blend_order[hue_position:])
+        out = jitter(key, image, magnitudes)
+        chex.assert_shape(out, image.shape)
+        chex.assert_trees_all_close(out, _reference_jitter(image, factors, hue_shift, order), rtol=1e-7, atol=2e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_random_grayscale_and_normalize(self):
+        image = _images(1)[0]
+        gray = self.variant(lambda k, x, p: ops.random_grayscale(k, x, p=p))
+        luma = np.asarray(image) @ np.array(ops.LUMA_WEIGHTS, np.float32)
+        chex.assert_trees_all_close(gray(_keys(1)[0], image, 1.0), np.repeat(luma[..., None], 3, -1),
+                                    rtol=1e-7, atol=1e-6)
+        chex.assert_trees_all_equal(gray(_keys(1)[0], image, 0.0), image)
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        normed = self.variant(lambda x: ops.normalize(x, mean=mean, std=std))(image)
+        chex.assert_trees_all_close(normed, (image - np.array(mean)) / np.array(std), rtol=1e-6)
+        chex.assert_trees_all_close(self.variant(lambda x: ops.denormalize(x, mean=mean, std=std))(normed), image,
+                                    rtol=1e-7, atol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_center_crop_without_resize_is_the_centre_window(self):
+        image = jax.random.uniform(jax.random.PRNGKey(0), (16, 20, 3))  # short side 16 = round(14 / 0.875)
+        out = self.variant(lambda x: ops.center_crop_and_resize(x, size=14))(image)
+        chex.assert_shape(out, (14, 14, 3))
+        chex.assert_trees_all_close(out, image[1:15, 3:17], rtol=1e-7, atol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_mixup_and_cutmix(self):
+        images, targets = _batch(4)
+        mixup = self.variant(lambda k, x, y, a: ops.mixup(k, x, y, alpha=a))
+        cutmix = self.variant(lambda k, x, y, a: ops.cutmix(k, x, y, alpha=a))
+        for mix in (mixup, cutmix):
+            chex.assert_trees_all_equal(mix(_keys(1)[0], images, targets, 0.0), (images, targets))
+        out, mixed = mixup(_keys(1, seed=2)[0], images, targets, 0.4)
+        chex.assert_equal_shape([out, images])
+        lam = mixed[0, 0]
+        chex.assert_trees_all_close((out, mixed), (lam * images + (1 - lam) * images[::-1],
+                                                   lam * targets + (1 - lam) * targets[::-1]), rtol=1e-6, atol=1e-6)
+        out, mixed = cutmix(_keys(1, seed=3)[0], images, targets, 1.0)
+        chex.assert_equal_shape([out, images])
+        pasted = np.any(np.asarray(out) != np.asarray(images), axis=-1)  # (B, H, W)
+        assert 0 < pasted.mean() < 1
+        chex.assert_trees_all_close(mixed.sum(-1), 1.0, rtol=1e-6)
+        chex.assert_trees_all_close(pasted.mean(axis=(1, 2)), 1 - np.diag(mixed), rtol=1e-7, atol=1e-6)
+
+
+# ---------------------------------------------------------------- rank asserts
+
+@pytest.mark.parametrize("op", [ops.random_flip_left_right, ops.random_flip_up_down, ops.pad_and_random_crop,
+                                ops.color_jitter, ops.random_grayscale])
+def test_per_image_ops_reject_a_batch(op):
+    """A (B, H, W, C) batch given to a per-image op would flip / crop the wrong axes: chex raises, also under jit."""
+    key, batch = _keys(1)[0], _images(2)
+    with pytest.raises(AssertionError):
+        op(key, batch)
+    with pytest.raises(AssertionError):
+        jax.jit(op)(key, batch)
+    with pytest.raises(AssertionError):
+        op(key, batch[0, ..., 0])  # (H, W): no channel axis
+
+
+def test_deterministic_and_batch_ops_check_ranks():
+    key, images, targets = _keys(1)[0], *_batch(4)
+    with pytest.raises(AssertionError):
+        ops.center_crop_and_resize(images, size=4)
+    with pytest.raises(AssertionError):
+        ops.mixup(key, images[0], targets)  # one image instead of a batch
+    with pytest.raises(AssertionError):
+        jax.jit(ops.cutmix)(key, images, targets[:, :, None])  # (B, K, 1) targets
+    with pytest.raises(AssertionError):
+        ops.cutmix(key, images, targets[:3])  # 4 images, 3 targets
+    with pytest.raises(AssertionError):
+        ops.mixup(key, images, targets[:1])  # a (1, K) target would broadcast over the batch
+    with pytest.raises(AssertionError):
+        ops.normalize(images[0], mean=[[0.5], [0.4], [0.3]], std=0.2)  # (3, 1) mean
+    with pytest.raises(AssertionError):
+        ops.normalize(images[0, ..., :1], mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))  # 3 means, 1 channel
+    chex.assert_shape(ops.normalize(images, mean=(0.5,), std=0.25), images.shape)  # length 1 or C is fine

@@ -2,6 +2,7 @@
 
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from jaxlab import parallel
 from jaxlab.augment import (PipelineError, build_eval_transform, build_pipeline, examples_per_chunk_for,
                             parse_pipeline, per_class_table)
-from jaxlab.config import ConfigError
+from jaxlab.errors import ConfigError
 from jaxlab.train import train_and_evaluate
 from tests.helpers import tiny_config
 
@@ -90,9 +91,8 @@ def test_class_conditional_flip_is_per_example():
     images = jax.random.uniform(jax.random.PRNGKey(1), (16, 5, 5, 3))
     labels = jnp.arange(16) % 2
     out, targets = augment(_keys(16), images, labels)
-    np.testing.assert_array_equal(out[0::2], images[0::2])
-    np.testing.assert_array_equal(out[1::2], images[1::2, :, ::-1])
-    np.testing.assert_array_equal(targets, jax.nn.one_hot(labels, 2))
+    chex.assert_trees_all_equal((out[0::2], out[1::2], targets),
+                                (images[0::2], images[1::2, :, ::-1], jax.nn.one_hot(labels, 2)))
 
 
 def test_class_conditional_rrc_strength():
@@ -126,7 +126,7 @@ def test_chunked_examples_match_one_vmap(chunk):
     labels = jnp.arange(10) % 2
     whole = jax.jit(build_pipeline(spec, 2, examples_per_chunk=10))(_keys(10), images, labels)
     chunked = jax.jit(build_pipeline(spec, 2, examples_per_chunk=chunk))(_keys(10), images, labels)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), whole, chunked)
+    chex.assert_trees_all_close(whole, chunked, rtol=1e-7, atol=2e-6)
     assert not np.allclose(whole[0][0], whole[0][1])
 
 
@@ -150,7 +150,7 @@ def test_class_conditional_pipeline_in_train_step_is_device_count_invariant(tmp_
         "training.num_train_steps": 4})
     one = train_and_evaluate(config, str(tmp_path / "one"), mesh=parallel.make_mesh(1))
     eight = train_and_evaluate(config, str(tmp_path / "eight"), mesh=parallel.make_mesh(8))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-                 jax.device_get(one["state"].params), jax.device_get(eight["state"].params))
+    chex.assert_trees_all_close(jax.device_get(one["state"].params), jax.device_get(eight["state"].params),
+                                rtol=1e-4, atol=1e-6)
     plain = train_and_evaluate(tiny_config(**{"training.num_train_steps": 4}), str(tmp_path / "plain"))
     assert not np.allclose(jax.tree.leaves(plain["state"].params)[1], jax.tree.leaves(one["state"].params)[1])

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,7 +135,8 @@ def test_traced_scale_and_ratio_stay_in_bounds(height, width):
     assert np.all((0 < h) & (h <= height) & (0 < w) & (w <= width))
     assert np.all((0 <= top) & (top <= height - h) & (0 <= left) & (left <= width - w))
     single = jax.eval_shape(lambda k, a: rrc_params(k, height, width, (a, 1.0)), _keys(0)[0], s_lo[0])
-    assert all(x.dtype == jnp.int32 and x.shape == () for x in single)
+    assert all(x.dtype == jnp.int32 for x in single)
+    chex.assert_shape(single, ())
 
 
 @jax.jit
@@ -204,16 +206,19 @@ def test_output_shape_and_dtype():
     key, image = jax.random.PRNGKey(7), jnp.zeros((40, 30, 3), jnp.uint8)
     for size, shape in [(16, (16, 16, 3)), ((12, 20), (12, 20, 3)), ([8, 9], (8, 9, 3))]:
         out = jax.eval_shape(lambda k, x, size=size: random_resized_crop(k, x, size=size), key, image)
-        assert out.shape == shape and out.dtype == jnp.float32
+        chex.assert_shape(out, shape)
+        chex.assert_type(out, jnp.float32)
     out = jax.eval_shape(lambda k, x: random_resized_crop(k, x, size=5), key, image[..., :1].astype(jnp.bfloat16))
-    assert out.shape == (5, 5, 1) and out.dtype == jnp.float32
+    chex.assert_shape(out, (5, 5, 1))
+    chex.assert_type(out, jnp.float32)
 
 
 def test_vmapped_crop_with_per_example_scale():
     """s_lo = 1 examples are the whole image resized; s_lo = 0.08 examples are crops."""
     images = jax.random.uniform(jax.random.PRNGKey(8), (16, 16, 16, 3))
     out = _crop_batch(_keys(9, 16), images, jnp.where(jnp.arange(16) % 2 == 0, 1.0, 0.08))
-    assert out.shape == (16, 8, 8, 3) and out.dtype == jnp.float32
+    chex.assert_shape(out, (16, 8, 8, 3))
+    chex.assert_type(out, jnp.float32)
     whole = jax.vmap(lambda x: jax.image.resize(x, (8, 8, 3), "linear"))(images)
     np.testing.assert_allclose(out[0::2], whole[0::2], atol=1e-6)
     assert np.all(np.abs(np.asarray(out[1::2] - whole[1::2])).reshape(8, -1).max(axis=1) > 1e-2)
@@ -268,3 +273,46 @@ def test_flip_p_equals_crop_then_random_flip(shape, size, antialias):
                                                           antialias=antialias)))(_keys(13, n), images)
     np.testing.assert_allclose(out[0::3], unflipped[0::3], rtol=0, atol=5e-7)
     np.testing.assert_allclose(out[1::3], unflipped[1::3, :, ::-1], rtol=0, atol=5e-7)
+
+
+class CropVariantsTest(chex.TestCase):
+    """rrc_params and random_resized_crop as pure functions, eager and jitted: the same windows and values."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_params_match_between_eager_and_jit_and_stay_inside(self):
+        params = self.variant(lambda k, s: jnp.stack(rrc_params(k, 16, 24, (s, 1.0))))
+        out = jnp.stack([params(k, 0.08) for k in _keys(14, 8)])
+        chex.assert_shape(out, (8, 4))
+        chex.assert_trees_all_equal(out, _sample(_keys(14, 8), *(np.full(8, v, np.float32) for v in
+                                                                   (0.08, 1.0, *DEFAULT_RATIO)), 16, 24))
+        top, left, h, w = np.asarray(out).T
+        assert np.all((0 < h) & (top + h <= 16) & (0 < w) & (left + w <= 24))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_exact_slice_and_fused_flip(self):
+        image = jax.random.uniform(jax.random.PRNGKey(4), (16, 16, 2))
+        scale, ratio = (0.1875, 0.1875), (4 / 3, 4 / 3)  # the window is 6 x 8, only its position is random
+        crop = self.variant(lambda k, x, p: random_resized_crop(k, x, size=(6, 8), scale=scale, ratio=ratio,
+                                                                antialias=False, flip_p=p))
+        key = _keys(15, 1)[0]
+        top, left, h, w = (int(v) for v in _params(jax.random.split(key)[0], 16, 16, scale, ratio))
+        assert (h, w) == (6, 8)
+        window = image[top:top + 6, left:left + 8]
+        out = crop(key, image, 0.0)
+        chex.assert_shape(out, (6, 8, 2))
+        chex.assert_trees_all_equal(out, window)
+        chex.assert_trees_all_equal(crop(key, image, 1.0), window[:, ::-1])
+
+
+def test_crop_rejects_a_batch_or_a_channelless_image():
+    """random_resized_crop takes one (H, W, C) image: a batch, or (H, W), raises (chex) instead of cropping
+    the wrong axes; also under jit. Vmapped over a batch, the op sees one image and passes."""
+    key, images = jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 3))
+    with pytest.raises(AssertionError):
+        random_resized_crop(key, images, size=8)
+    with pytest.raises(AssertionError):
+        jax.jit(lambda k, x: random_resized_crop(k, x, size=8))(key, images)
+    with pytest.raises(AssertionError):
+        random_resized_crop(key, images[0, ..., 0], size=8)
+    out = jax.eval_shape(jax.vmap(lambda k, x: random_resized_crop(k, x, size=8)), _keys(0, 2), images)
+    chex.assert_shape(out, (2, 8, 8, 3))

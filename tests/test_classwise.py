@@ -1,6 +1,7 @@
 """jaxlab.classwise analysis: hand-computed per-class / multi-label metrics, affected classes,
 confusion partners, categories and intervention selection."""
 
+import chex
 import numpy as np
 import pytest
 
@@ -14,20 +15,23 @@ SETS = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 1]], bool)  
 
 
 def test_per_class_accuracy_and_false_positives_by_hand():
-    np.testing.assert_allclose(cw.per_class_accuracy(LABELS, PREDS, 3), [[0.5, 1.0, 0.0], [1.0, 0.5, 1.0]])
-    np.testing.assert_array_equal(cw.false_positives(LABELS, PREDS, 3), [[1, 1, 0], [1, 0, 0]])
+    accuracy = cw.per_class_accuracy(LABELS, PREDS, 3)
+    chex.assert_shape(accuracy, (2, 3))
+    chex.assert_trees_all_close(accuracy, np.array([[0.5, 1.0, 0.0], [1.0, 0.5, 1.0]]), rtol=1e-7)
+    chex.assert_trees_all_equal(cw.false_positives(LABELS, PREDS, 3), np.array([[1, 1, 0], [1, 0, 0]]))
     confusion = cw.confusion_matrix(LABELS, PREDS[0], 3)
-    np.testing.assert_array_equal(confusion, [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+    chex.assert_trees_all_equal(confusion, np.array([[1, 1, 0], [0, 2, 0], [1, 0, 0]]))
+    chex.assert_shape(cw.confusion_matrix(LABELS, PREDS, 3), (2, 3, 3))
     # A class missing from the labels has NaN accuracy, not 0.
     assert np.isnan(cw.per_class_accuracy(LABELS, PREDS[0], 4)[3])
 
 
 def test_multilabel_accuracy_skips_empty_sets():
     # Run 0: ex0 pred 0 in {0,1} yes; ex1 pred 1 in {0} no; ex2 pred 1 in {1} yes; ex3 empty (skipped); ex4 pred 0 no.
-    np.testing.assert_allclose(cw.multilabel_accuracy(PREDS, SETS), [0.5, 0.75])
-    np.testing.assert_allclose(cw.per_class_multilabel_accuracy(LABELS, PREDS, SETS, 3),
-                               [[0.5, 1.0, 0.0], [1.0, 0.0, 1.0]])
-    np.testing.assert_array_equal(cw.usable_multilabel(SETS), [True, True, True, False, True])
+    chex.assert_trees_all_close(
+        (cw.multilabel_accuracy(PREDS, SETS), cw.per_class_multilabel_accuracy(LABELS, PREDS, SETS, 3)),
+        (np.array([0.5, 0.75]), np.array([[0.5, 1.0, 0.0], [1.0, 0.0, 1.0]])), rtol=1e-7)
+    chex.assert_trees_all_equal(cw.usable_multilabel(SETS), np.array([True, True, True, False, True]))
 
 
 def test_mean_and_ci_is_student_t():
@@ -113,9 +117,8 @@ def test_categories_on_a_fixture():
                      [0, 0, 0, 1], [0, 0, 0, 1]],  # ... but never the reverse: co-occurring
                     bool)
     colabel = cw.colabel_matrix(labels, sets, 4)
-    np.testing.assert_allclose(colabel[0], [1, 1, 0, 0])
-    np.testing.assert_allclose(colabel[1], [0.5, 1, 0, 0])
-    np.testing.assert_allclose(colabel[3], [0, 0, 0, 1])
+    chex.assert_shape(colabel, (4, 4))
+    chex.assert_trees_all_close(colabel[[0, 1, 3]], np.array([[1, 1, 0, 0], [0.5, 1, 0, 0], [0, 0, 0, 1]]), rtol=1e-7)
     assert cw.pair_category(0, 1, colabel=colabel) == "ambiguous"
     assert cw.pair_category(2, 3, colabel=colabel) == "co-occurring"
     assert cw.pair_category(3, 2, colabel=colabel) == "co-occurring"
@@ -167,3 +170,45 @@ def test_reference_strength_overrides_the_best_average():
     assert 0 not in analysis["affected"] and 1 in analysis["affected"]  # scored against s = 1.0 now
     with pytest.raises(ValueError, match="not one of the strengths"):
         cw.analyze(strengths, labels, predictions, 4, reference_strength=0.5)
+
+
+def test_wrong_ranks_raise_instead_of_broadcasting():
+    """The numpy metrics assert their ranks and the shared N (chex, AssertionError)."""
+    for labels, predictions in [(LABELS[:, None], PREDS), (LABELS, PREDS[:, :4]), (LABELS[:1], PREDS)]:
+        with pytest.raises(AssertionError):
+            cw.confusion_matrix(labels, predictions, 3)
+    with pytest.raises(AssertionError):
+        cw.per_class_accuracy(LABELS, PREDS[:, :1], 3)  # one prediction for five labels
+    with pytest.raises(AssertionError):
+        cw.class_counts(LABELS[None], 3)
+    with pytest.raises(AssertionError):
+        cw.usable_multilabel(SETS[0])  # one set, not (N, K)
+    with pytest.raises(AssertionError):
+        cw.multilabel_correct(PREDS, SETS[:1])  # a single set would broadcast over all five examples
+    with pytest.raises(AssertionError):
+        cw.per_class_multilabel_accuracy(LABELS[:4], PREDS[:, :4], SETS, 3)
+    with pytest.raises(AssertionError):
+        cw.colabel_matrix(LABELS[:4], SETS, 3)
+    with pytest.raises(AssertionError):
+        cw.top_pairs(np.ones(4))
+
+
+def test_confusion_and_affected_check_shapes():
+    from jaxlab.classwise import confusion
+    confusions = cw.confusion_matrix(LABELS, np.stack([PREDS, PREDS]), 3)  # (S=2, R=2, K, K)
+    chex.assert_shape(confusions, (2, 2, 3, 3))
+    assert confusion.confusion_partner(confusions, 0, at=0) in (1, 2)
+    with pytest.raises(AssertionError):
+        confusion.confusion_partner(confusions[0], 0, at=0)  # (R, K, K): no strength axis
+    with pytest.raises(AssertionError):
+        confusion.confusion_rates(confusions[..., :2])  # not square
+    with pytest.raises(AssertionError):
+        confusion.partner_curves(confusions[:, :, 0], 0, 1)
+    accuracy = np.full((2, 2, 3), 0.5)
+    cw.affected_classes(accuracy, accuracy.mean(-1), np.array([5, 5, 5]))
+    for bad in [dict(average_accuracy=accuracy), dict(average_accuracy=accuracy[:1].mean(-1)),
+                dict(n=np.array([5, 5])), dict(n=np.array(5)), dict(multilabel_accuracy=accuracy[:, :, :2])]:
+        kwargs = {"per_class_accuracy": accuracy, "average_accuracy": accuracy.mean(-1), "n": np.array([5, 5, 5]),
+                  **bad}
+        with pytest.raises(AssertionError):
+            cw.affected_classes(**kwargs)

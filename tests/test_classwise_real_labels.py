@@ -7,13 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import numpy as np
 import pytest
 
 from jaxlab.classwise import categories, real_labels
 
-REAL_FILE = Path("/work/shared/data/imagenet_real/real.json")
 REPO = Path(__file__).resolve().parents[1]
+# The real ReaL file (optional): $JAXLAB_DATA_DIR/imagenet_real/real.json, else ../shared/data beside this checkout.
+REAL_FILE = Path(os.environ.get("JAXLAB_DATA_DIR") or REPO.parent / "shared" / "data") / "imagenet_real" / "real.json"
 
 # Classes 0 "alpha" / 1 "beta": two names for one concept (co-labelled both ways -> ambiguous).
 # Classes 2 "cup" / 3 "saucer": a cup image shows the saucer, never the reverse (-> co-occurring).
@@ -180,6 +182,7 @@ def test_real_file_facts():
     pytest.importorskip("tensorflow_datasets")
     real = real_labels.load_real_json(REAL_FILE)
     sets = real_labels.label_sets_matrix(real)
+    chex.assert_shape(sets, (50_000, 1000))
     labels = real_labels.imagenet_validation_labels()
     stats = real_labels.real_statistics(labels, sets)
     assert (stats["images"], stats["empty"], stats["multi_label"]) == (50_000, 3_163, 7_443)

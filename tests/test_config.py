@@ -5,7 +5,8 @@ import os
 import pytest
 
 from jaxlab import config as config_lib
-from jaxlab.data import DataError
+from jaxlab import experiments
+from jaxlab.errors import ConfigError, DataError
 from jaxlab.train import train_and_evaluate
 from tests.helpers import tiny_config
 
@@ -16,14 +17,14 @@ from tests.helpers import tiny_config
     ({"model.name": "resnet9000"}, "model.name"),
     ({"optimizer.name": "adamax"}, "optimizer.name"),
     ({"schedule.name": "linear"}, "schedule.name"),
-    ({"experiment": "nope"}, "experiment"),
+    ({"eval_every_steps": -2}, "eval_every_steps"),
     ({"eval_batch_size": 12}, "eval_batch_size"),
     ({"training.label_smoothing": 1.5}, "training.label_smoothing"),
     ({"model.dtype": "float16"}, "model.dtype"),
 ])
 def test_bad_values_name_the_field(tmp_path, overrides, field):
     workdir = str(tmp_path / "run")
-    with pytest.raises(config_lib.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         train_and_evaluate(tiny_config(**overrides), workdir)
     assert info.value.field == field
     assert f"config.{field}" in str(info.value)
@@ -31,17 +32,17 @@ def test_bad_values_name_the_field(tmp_path, overrides, field):
 
 
 def test_batch_error_suggests_a_valid_size():
-    with pytest.raises(config_lib.ConfigError, match="multiple of 8, e.g. 104"):
+    with pytest.raises(ConfigError, match="multiple of 8, e.g. 104"):
         config_lib.validate(tiny_config(**{"training.batch_size": 100}), num_devices=8)
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"data.source": "imagenet_from_a_dream"}, "data.source"),
-    ({"data.source": "mnist", "data.dir": "/nonexistent/mnist"}, "data.dir"),
-    ({"data.source": "npz", "data.path": "/nonexistent/x.npz"}, "data.path"),
+@pytest.mark.parametrize("overrides, field, error", [
+    ({"data.source": "imagenet_from_a_dream"}, "data.source", ConfigError),  # the source registry's lookup
+    ({"data.source": "mnist", "data.dir": "/nonexistent/mnist"}, "data.dir", DataError),
+    ({"data.source": "npz", "data.path": "/nonexistent/x.npz"}, "data.path", DataError),
 ])
-def test_bad_data_config_names_the_field(tmp_path, overrides, field):
-    with pytest.raises(DataError, match=field.replace(".", r"\.")):
+def test_bad_data_config_names_the_field(tmp_path, overrides, field, error):
+    with pytest.raises(error, match=field.replace(".", r"\.")):
         train_and_evaluate(tiny_config(**overrides), str(tmp_path / "run"))
 
 
@@ -54,3 +55,44 @@ def test_locked_config_rejects_typos():
 
 def test_base_config_is_valid():
     config_lib.validate(config_lib.base_config(), num_devices=8)
+
+
+def test_unknown_experiment_names_the_field_and_the_choices(tmp_path):
+    config = tiny_config()
+    config.experiment = "nope"
+    with pytest.raises(ConfigError, match=r"config\.experiment: unknown experiment 'nope'; choose one of "
+                                          r"\['augmentation_sweep', 'dreg_study', 'kprior_adaptation', "
+                                          r"'kprior_deep', 'train'\]"):
+        experiments.run(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("name", experiments.EXPERIMENTS.names())
+def test_each_experiment_adds_only_its_fragment_and_validates(name):
+    """Every experiment module has the same entry points; its base config is the trainer schema plus its own
+    fields (an ImageNet run's config carries no K-prior solver settings), and it validates."""
+    module = experiments.EXPERIMENTS.lookup(name)
+    assert all(callable(getattr(module, f)) for f in ("extend_config", "validate", "run"))
+    config = experiments.base_config(name)
+    assert config.experiment == name
+    own = set(config) - set(config_lib.base_config())
+    assert own == {"train": {"dreg"}, "augmentation_sweep": {"dreg", "sweep", "classwise"},
+                   "dreg_study": {"dreg", "dreg_study"}, "kprior_adaptation": {"kprior"},
+                   "kprior_deep": {"kprior"}}[name]
+    if name == "kprior_deep":  # its model must be free of BatchNorm and its runs a fixed number of steps
+        config.model.name, config.optimizer.weight_decay, config.training.num_train_steps = "mlp", 0.0, 10
+    if name == "kprior_adaptation":
+        config.model.name = "glm"
+    if name == "augmentation_sweep":  # the pipeline must name the swept parameter
+        config.augment.pipeline = "rrc(size=8, scale=(crop_scale, 1.0))"
+    experiments.validate(config, num_devices=8)
+
+
+def test_eval_every_steps_has_a_final_only_value(tmp_path):
+    """EVAL_FINAL_ONLY evaluates once, after the last step (eval.jsonl has one line); 0 is once per epoch."""
+    config = tiny_config(**{"eval_every_steps": config_lib.EVAL_FINAL_ONLY, "training.num_train_steps": 50})
+    train_and_evaluate(config, str(tmp_path / "final"))
+    assert len((tmp_path / "final" / "eval.jsonl").read_text().splitlines()) == 1
+    config.eval_every_steps = 0  # 50 steps of 64 over 1,437 digits: 22 steps per epoch -> at 22, 44 and 50
+    train_and_evaluate(config, str(tmp_path / "epochs"))
+    assert len((tmp_path / "epochs" / "eval.jsonl").read_text().splitlines()) == 3

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from jaxlab import config as config_lib
+from jaxlab import experiments
 from jaxlab.augment import build_eval_transform, build_pipeline
 
 CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").rglob("*.py"))
@@ -20,14 +20,12 @@ def test_config_is_valid(path):
     config = module.get_config()
     if config.data.source != "digits":  # real-data configs point at folders users may not have
         config.data.source = "digits"
-    config_lib.validate(config, num_devices=8)
+    if config.experiment == "augmentation_sweep":
+        config.classwise.real_json = ""  # a path on the user's machine
+    experiments.validate(config, num_devices=8)  # the experiment's validator, the trainer's fields included
     if config.augment.pipeline:
         build_pipeline(config.augment.pipeline, 10, tables=config.augment.tables.to_dict())
     build_eval_transform(config.augment.eval_pipeline, 10)
-    if config.experiment == "augmentation_sweep":
-        from jaxlab.classwise.sweep import check_sweep_config
-        config.classwise.real_json = ""  # a path on the user's machine
-        check_sweep_config(config)
 
 
 def test_cifar100_superclasses_have_five_classes_each():
@@ -60,7 +58,7 @@ def test_dreg_accelerator_configs_take_their_arguments(stem, arg, batch, optimiz
     config = _load(stem).get_config(arg)
     assert (config.training.batch_size, config.optimizer.name, config.dreg.enabled) == (batch, optimizer, dreg)
     config.data.source = "digits"
-    config_lib.validate(config, num_devices=8)
+    experiments.validate(config, num_devices=8)
 
 
 def test_dreg_config_arguments_are_checked():

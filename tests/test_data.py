@@ -2,10 +2,12 @@
 
 import gzip
 import io
+import os
 import struct
 import tarfile
 from pathlib import Path
 
+import chex
 import ml_collections
 import numpy as np
 import pytest
@@ -13,9 +15,13 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from jaxlab import data
-from jaxlab.data import sources
+from jaxlab.config import base_config
+from jaxlab.data import formats, sources
+from jaxlab.errors import ConfigError
+from jaxlab.registry import Registry
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real datasets (optional): $JAXLAB_DATA_DIR, else ../shared/data beside this checkout.
+SHARED = Path(os.environ.get("JAXLAB_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def config(**fields):
@@ -174,7 +180,7 @@ def test_cifar_tar_and_cache(tmp_path, cache_dir, monkeypatch):
     def fail(location):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(sources, "_decode_cifar", fail)
+    monkeypatch.setattr(formats, "read_jpeg_tree", fail)
     check_cifar(data.load_dataset(config(source="cifar10_jpg", path=str(tar_path))))
 
 
@@ -276,7 +282,6 @@ def test_from_arrays_validates():
 # --- config checks and resizing ---
 
 @pytest.mark.parametrize("fields, field", [
-    (dict(source="imagenet"), "config.data.source"),
     (dict(source="mnist"), "config.data.dir"),
     (dict(source="usps", dir="/nonexistent/usps"), "config.data.dir"),
     (dict(source="npz"), "config.data.path"),
@@ -288,8 +293,6 @@ def test_from_arrays_validates():
 def test_check_data_config_names_field(fields, field):
     with pytest.raises(data.DataError, match=field.replace(".", r"\.")) as e:
         data.check_data_config(config(**fields))
-    if field == "config.data.source":
-        assert all(s in str(e.value) for s in data.SOURCES)
     if fields.get("source") == "mnist":
         assert "train-images-idx3-ubyte" in str(e.value) and "http" in str(e.value)
 
@@ -310,6 +313,114 @@ def test_image_size_resizes(tmp_path):
     (tmp_path / "f_test").write_text("1 2:1\n")
     with pytest.raises(data.DataError, match="image_size"):
         data.load_dataset(config(source="svmlight", path=str(tmp_path / "f"), image_size=8))
+
+
+def test_unknown_source_is_a_config_error_from_the_registry():
+    assert isinstance(data.SOURCES, Registry) and data.SOURCES.field == "data.source"
+    for name in data.SOURCES:
+        entry = data.SOURCES.lookup(name)
+        assert isinstance(entry, data.DataSource) and callable(entry.check) and callable(entry.load)
+    for call in (data.check_data_config, data.load_dataset):
+        with pytest.raises(ConfigError, match=r"config\.data\.source: unknown data source 'imagenet'") as e:
+            call(config(source="imagenet"))
+        assert e.value.field == "data.source"
+        assert all(s in str(e.value) for s in data.SOURCES)
+
+
+# --- where the files are found: config.data.dir ($JAXLAB_DATA_DIR) or its standard subfolder ---
+
+def test_data_dir_defaults_to_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXLAB_DATA_DIR", str(tmp_path))
+    assert base_config().data.dir == str(tmp_path)
+    monkeypatch.delenv("JAXLAB_DATA_DIR")
+    assert base_config().data.dir == ""
+
+
+@pytest.mark.parametrize("source", ["mnist", "fashion_mnist"])
+def test_idx_found_in_the_standard_subfolder(tmp_path, monkeypatch, source):
+    arrays = write_mnist_dir(tmp_path / source)
+    monkeypatch.setenv("JAXLAB_DATA_DIR", str(tmp_path))
+    cfg = base_config().data
+    cfg.source = source
+    data.check_data_config(cfg)
+    ds = data.load_dataset(cfg)
+    chex.assert_shape(ds.train.images, (6, 28, 28, 1))
+    chex.assert_trees_all_close(ds.train.images[..., 0], arrays["train-images-idx3-ubyte"])
+    chex.assert_trees_all_close(ds.test.labels, np.array([5, 6, 7, 8], np.int32))
+    direct = data.load_dataset(config(source=source, dir=str(tmp_path / source)))  # --config.data.dir=.../mnist
+    chex.assert_trees_all_close(direct.train.images, ds.train.images)
+
+
+def write_mnist_dir(folder: Path) -> dict:
+    folder.mkdir(parents=True)
+    return write_mnist(folder, compress=True)
+
+
+def test_nothing_found_names_both_places_and_the_fix(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    for call in (data.check_data_config, data.load_dataset):
+        with pytest.raises(data.DataError) as e:
+            call(config(source="mnist", dir=str(tmp_path)))
+        message = str(e.value)
+        assert f"in {tmp_path};" in message and f"in {tmp_path / 'mnist'}" in message
+        assert "missing train-images-idx3-ubyte(.gz)" in message  # nothing in the root
+        assert "missing train-labels-idx1-ubyte(.gz)" in message
+        assert "JAXLAB_DATA_DIR" in message and "config.data.dir" in message and "mnist/" in message
+    with pytest.raises(data.DataError, match="no folder") as e:
+        data.check_data_config(config(source="usps", dir=str(tmp_path)))
+    assert str(tmp_path / "usps") in str(e.value) and "JAXLAB_DATA_DIR" in str(e.value)
+    with pytest.raises(data.DataError, match="JAXLAB_DATA_DIR"):
+        data.check_data_config(config(source="usps"))
+
+
+def test_other_sources_find_their_subfolder(tmp_path, cache_dir):
+    (tmp_path / "usps").mkdir()
+    pixels = write_usps(tmp_path / "usps" / "zip.train.gz", [6, 5, 4])
+    write_usps(tmp_path / "usps" / "zip.test.gz", [0, 9])
+    usps = data.load_dataset(config(source="usps", dir=str(tmp_path)))
+    chex.assert_trees_all_close(usps.train.images.reshape(3, 256), pixels.astype(np.float32), atol=1e-6)
+
+    (tmp_path / "a7a").mkdir()
+    (tmp_path / "a7a" / "a7a").write_text("-1 1:1\n+1 2:1\n")
+    (tmp_path / "a7a" / "a7a.t").write_text("+1 1:1\n")
+    a7a = data.load_dataset(config(source="svmlight", name="a7a", dir=str(tmp_path)))
+    chex.assert_shape(a7a.train.images, (2, 2))
+    chex.assert_trees_all_close(a7a.test.labels, np.array([1], np.int32))
+
+    write_jpeg_tree(tmp_path / "tree")
+    (tmp_path / "cifar10_jpg").mkdir()
+    with tarfile.open(tmp_path / "cifar10_jpg" / "cifar10_jpg.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "tree" / "train", "train")
+        tar.add(tmp_path / "tree" / "test", "test")
+    check_cifar(data.load_dataset(config(source="cifar10_jpg", dir=str(tmp_path))))
+    # a relative data.path is taken relative to data.dir
+    check_cifar(data.load_dataset(config(source="cifar10_jpg", dir=str(tmp_path),
+                                         path="cifar10_jpg/cifar10_jpg.tar.gz")))
+
+
+def test_relative_npz_path_under_data_dir(tmp_path):
+    np.savez(tmp_path / "toy.npz", x_train=np.ones((4, 3)), y_train=[0, 1, 0, 1], x_test=np.zeros((2, 3)),
+             y_test=[1, 0])
+    ds = data.load_dataset(config(source="npz", dir=str(tmp_path), path="toy.npz"))
+    chex.assert_shape([ds.train.images, ds.test.images], [(4, 3), (2, 3)])
+    with pytest.raises(data.DataError, match="config.data.path"):
+        data.check_data_config(config(source="npz", dir=str(tmp_path), path="other.npz"))
+
+
+def test_tfds_data_dir_only_where_it_holds_the_dataset(tmp_path):
+    assert sources._tfds_data_dir(config(source="tfds", name="mnist", dir=str(tmp_path))) is None
+    (tmp_path / "mnist").mkdir()
+    assert sources._tfds_data_dir(config(source="tfds", name="mnist:3.0.1", dir=str(tmp_path))) == str(tmp_path)
+    assert sources._tfds_data_dir(config(source="tfds", name="mnist")) is None
+
+
+def test_all_examples():
+    ds = data.from_arrays(np.arange(12, dtype=np.float32).reshape(3, 4), [0, 1, 2], np.zeros((1, 4)), [1])
+    examples = data.all_examples(ds.train)
+    chex.assert_shape([examples["image"], examples["label"], examples["index"]], [(3, 4), (3,), (3,)])
+    chex.assert_trees_all_close(examples["image"], ds.train.images)
+    chex.assert_trees_all_close(examples["index"], np.arange(3, dtype=np.int32))
 
 
 # --- tfds ---
@@ -358,9 +469,10 @@ def test_tfds_errors(tmp_path):
     assert str(tmp_path) in str(e.value) and "tfds build mnist" in str(e.value)
 
 
-# --- the real datasets, where this checkout sits next to ../shared/data ---
+# --- the real datasets, in $JAXLAB_DATA_DIR or ../shared/data (standard layout: mnist/, usps/, ...) ---
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="real datasets in ../shared/data not present")
+needs_shared = pytest.mark.skipif(not (SHARED / "mnist").is_dir(),
+                                  reason="real datasets not present (set JAXLAB_DATA_DIR)")
 
 
 @needs_shared
@@ -371,6 +483,9 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="real datasets in 
     (dict(source="usps", dir="usps"), (7291, 2007), [1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644]),
     (dict(source="svmlight", dir="a7a", name="a7a"), (16100, 16461), [12182, 3918]),
     (dict(source="cifar10_jpg", dir="cifar10_jpg"), (50000, 10000), [5000] * 10),
+    # The JAXLAB_DATA_DIR way: the root folder; each source finds its own subfolder.
+    (dict(source="usps", dir=""), (7291, 2007), [1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644]),
+    (dict(source="svmlight", dir="", name="a7a"), (16100, 16461), [12182, 3918]),
 ])
 def test_real_dataset(fields, sizes, train_counts):
     fields["dir"] = str(SHARED / fields["dir"])

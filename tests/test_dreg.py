@@ -1,8 +1,10 @@
 """DReg: the replicated layer is the plain layer when split, folds back, penalties match numpy, device invariance."""
 
+import json
 import os
 import warnings
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,9 +12,11 @@ import optax
 import pytest
 
 from jaxlab import data, dreg, models, parallel
-from jaxlab.config import ConfigError, validate, validate_dreg
-from jaxlab.train import create_train_state, cross_entropy, make_train_step
-from tests.helpers import blobs_dataset, tiny_config
+from jaxlab.errors import ConfigError
+from jaxlab.experiments import dreg_study
+from jaxlab.experiments import train as train_experiment
+from jaxlab.train import Extension, RunInfo, create_train_state, cross_entropy, make_train_step, train_and_evaluate
+from tests.helpers import blobs_dataset, sigterm_at_batch, tiny_config
 
 SHAPE = (8, 8, 1)
 MODELS = {"mlp": {"model.hidden_sizes": (16,)}, "cnn": {"model.width": 4}}
@@ -257,12 +261,12 @@ def test_dreg_training_on_one_device_equals_eight_devices():
     dataset = blobs_dataset()
     model = dreg.replicate_model(_model("mlp"), dataset.image_shape)
     tx = optax.sgd(0.1, momentum=0.9)
-    extra_loss = dreg.dreg_extra_loss(model.path, "cosine", 1.0)
+    extension = Extension("dreg", loss=dreg.dreg_extra_loss(model.path, "cosine", 1.0))
     init = create_train_state(0, model, tx, dataset.image_shape)
     finals = []
     for num_devices in (1, 8):
         mesh = parallel.make_mesh(num_devices)
-        train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes, extra_loss=extra_loss)
+        train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes, extensions=[extension])
         state = parallel.replicate(init, mesh)
         batches = data.TrainBatches(dataset.train, 24, seed=0, prefetch=0)
         for _ in range(4):
@@ -286,32 +290,33 @@ def test_dreg_training_on_one_device_equals_eight_devices():
 def test_config_dreg_bad_values_are_config_errors(field, value, match):
     config = tiny_config(**{"dreg.enabled": True, f"dreg.{field}": value})
     with pytest.raises(ConfigError, match=match) as error:
-        validate(config, num_devices=8)
+        train_experiment.validate(config, num_devices=8)
     assert error.value.field.startswith("dreg.")
 
 
 def test_config_dreg_layer_must_exist_and_lists_the_layers():
-    model = _model("cnn")
+    """The DReg extension checks config.dreg.layer on the model (abstract trace, before anything compiles)."""
+    info = RunInfo(_model("cnn"), (8, 8, 1), 3, 10)
     config = tiny_config(**{"dreg.enabled": True})
-    validate_dreg(config.dreg, model, (8, 8, 1))  # "" = the classifier
+    assert train_experiment.dreg_extension(config.dreg)(info).model.path == "Dense_0"  # "" = the classifier
     config.dreg.layer = "params/Conv_1"
-    validate_dreg(config.dreg, model, (8, 8, 1))
+    assert train_experiment.dreg_extension(config.dreg)(info).model.path == "Conv_1"
     config.dreg.layer = "Conv_7"
     with pytest.raises(ConfigError, match=r"'Conv_7' is not .* Conv_0 \(Conv\), .* Dense_0 \(Dense\)"):
-        validate_dreg(config.dreg, model, (8, 8, 1))
+        train_experiment.dreg_extension(config.dreg)(info)
     config.dreg.update(layer="Conv_1", combine="two_heads")
     with pytest.raises(ConfigError, match="two_heads"):
-        validate_dreg(config.dreg, model, (8, 8, 1))
+        train_experiment.dreg_extension(config.dreg)(info)
 
 
 def test_config_distance_penalty_under_sum_warns():
     config = tiny_config(**{"dreg.enabled": True, "dreg.penalty": "negative_squared_distance"})
     with pytest.warns(UserWarning, match="NO-OP"):
-        validate(config, num_devices=8)
+        train_experiment.validate(config, num_devices=8)
     config.dreg.combine = "two_heads"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        validate(config, num_devices=8)
+        train_experiment.validate(config, num_devices=8)
 
 
 # ------------------------------------------------------------------ control B1 (Matched)
@@ -345,17 +350,16 @@ def test_matched_single_layer_follows_the_copies_exactly(combine):
 @pytest.fixture(scope="module")
 def dreg_runs(tmp_path_factory):
     """The same DReg run on 1 device in one call, and on 8 devices interrupted after 3 steps and resumed."""
-    from jaxlab.train import train_and_evaluate
-
     dataset = blobs_dataset()
     config = tiny_config(**{"dreg.enabled": True, "dreg.coefficient": 1.0, "dreg.penalty": "cosine",
                             "training.batch_size": 24, "log_every_steps": 1})
     root = tmp_path_factory.mktemp("dreg_runs")
-    one = train_and_evaluate(config, str(root / "one"), mesh=parallel.make_mesh(1), dataset=dataset)
+    one = train_experiment.train_run(config, str(root / "one"), mesh=parallel.make_mesh(1), dataset=dataset)
     eight_dir = str(root / "eight")
-    partial = train_and_evaluate(config, eight_dir, mesh=parallel.make_mesh(8), dataset=dataset, max_steps=3)
+    partial = train_and_evaluate(config, eight_dir, mesh=parallel.make_mesh(8), dataset=dataset, max_steps=3,
+                                 extensions=train_experiment.extensions_from_config(config))
     assert partial["step"] == 3 and not partial["finished"]
-    eight = train_and_evaluate(config, eight_dir, mesh=parallel.make_mesh(8), dataset=dataset)
+    eight = train_experiment.train_run(config, eight_dir, mesh=parallel.make_mesh(8), dataset=dataset)
     return dataset, one, eight, eight_dir
 
 
@@ -365,7 +369,6 @@ def test_dreg_run_on_eight_devices_resumed_equals_one_device(dreg_runs):
     params = [jax.device_get(run["state"].params) for run in (one, eight)]
     assert set(params[1]["Dense_1"]) == {"kernel_1", "kernel_2", "bias"}
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), *params)
-    import json
     with open(f"{eight_dir}/train.jsonl") as f:
         logged = [json.loads(line) for line in f]
     assert all({"dreg_penalty", "dreg_cosine"} <= set(r) for r in logged)
@@ -373,9 +376,8 @@ def test_dreg_run_on_eight_devices_resumed_equals_one_device(dreg_runs):
 
 
 def test_folded_export_predicts_like_the_replicated_model(dreg_runs):
-    import flax.serialization
     dataset, _, eight, eight_dir = dreg_runs
-    with open(f"{eight_dir}/{dreg.FOLDED_FILE}", "rb") as f:
+    with open(f"{eight_dir}/{train_experiment.FOLDED_FILE}", "rb") as f:
         variables = flax.serialization.msgpack_restore(f.read())
     assert "kernel" in variables["params"]["Dense_1"] and "kernel_1" not in variables["params"]["Dense_1"]
     plain = models.create_model(tiny_config().model, dataset.num_classes)
@@ -383,17 +385,19 @@ def test_folded_export_predicts_like_the_replicated_model(dreg_runs):
     np.testing.assert_array_equal(np.argmax(logits, -1), eight["predictions"])
 
 
-def test_tiny_study_writes_results(tmp_path):
-    import json
-
-    from jaxlab.dreg.study import run_study
-    config = tiny_config(**{"experiment": "dreg_study", "training.num_epochs": 2.0, "training.num_train_steps": -1})
+def _tiny_study_config():
+    config = tiny_config("dreg_study", **{"training.num_epochs": 2.0, "training.num_train_steps": -1})
     config.dreg_study.update(
         methods=("DReg",), overrides={"DReg": {"dreg": {"enabled": True}}},
         candidates={"DReg": {"lam1e-2": {"dreg": {"coefficient": 0.01}}, "lam1": {"dreg": {"coefficient": 1.0}}}},
         batch_sizes=(32,), seeds=(0, 1), sweep_seeds=(0,), train_examples=128, validation_examples=64,
         test_examples=64, target_accuracy=0.3)
-    run_study(config, str(tmp_path))
+    return config
+
+
+def test_tiny_study_writes_results(tmp_path):
+    config = _tiny_study_config()
+    dreg_study.run(config, str(tmp_path))
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
     assert results["selection"]["DReg"]["chosen"] in ("lam1e-2", "lam1")
@@ -406,23 +410,44 @@ def test_tiny_study_writes_results(tmp_path):
         assert run["steps_per_epoch"] == 128 // run["batch_size"]
     assert [(r["method"], r["batch_size"], r["num_runs"]) for r in results["summary"]] == [("DReg", 32, 2)]
     mtime = os.path.getmtime(tmp_path / "runs" / "DReg_bs32_seed0" / "summary.json")
-    run_study(config, str(tmp_path))  # finished runs are skipped
+    dreg_study.run(config, str(tmp_path))  # finished runs are skipped
     assert os.path.getmtime(tmp_path / "runs" / "DReg_bs32_seed0" / "summary.json") == mtime
+
+
+def _without_timing(results: dict) -> dict:
+    """results.json without what measures time (step times and the overhead ratios derived from them)."""
+    timing = ("mean_step_seconds", "step_time_vs_first_method")
+    return {**results, "runs": [{k: v for k, v in r.items() if k not in timing} for r in results["runs"]],
+            "summary": [{k: v for k, v in r.items() if k not in timing} for r in results["summary"]]}
+
+
+def test_study_stopped_by_sigterm_resumes_to_the_same_results(tmp_path, monkeypatch):
+    """SIGTERM in the middle of the second run (at its 3rd of 8 steps; a run moves 8 train and 2 eval batches):
+    the study checkpoints and stops; the rerun finishes it with the same results as a study never stopped."""
+    config = _tiny_study_config()
+    dreg_study.run(config, str(tmp_path / "full"))
+    sigterm_at_batch(monkeypatch, 13)
+    assert dreg_study.run(config, str(tmp_path / "stopped")) == {"finished": False, "preempted": True}
+    assert len(os.listdir(tmp_path / "stopped" / "records")) == 1
+    assert not (tmp_path / "stopped" / "results.json").exists()
+    monkeypatch.undo()
+    dreg_study.run(config, str(tmp_path / "stopped"))
+    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("full", "stopped")]
+    assert results[0]["complete"] and _without_timing(results[0]) == _without_timing(results[1])
 
 
 def test_study_config_declares_every_control():
     import importlib.util
     import pathlib
 
-    from jaxlab.dreg.study import check_study_config
     path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "dreg" / "fashion_mnist_study.py"
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
     config.data.source = "digits"  # the real data's folder may be absent
-    check_study_config(config, num_devices=8)
+    dreg_study.validate(config, num_devices=8)
     assert tuple(config.dreg_study.methods) == ("B0", "B1", "B2", "DReg", "B3", "B4")
     config.dreg_study.overrides.B1 = {"dreg": {"enabled": True, "matched": True}}
     with pytest.raises(ConfigError, match="'dreg.matched' is not a config field"):
-        check_study_config(config, num_devices=8)
+        dreg_study.validate(config, num_devices=8)

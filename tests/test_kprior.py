@@ -2,6 +2,7 @@
 task converging to its retrained solution, and lambda memories beating low-lambda ones."""
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,6 +106,60 @@ def test_kprior_gradient(float64, loss):
     assert np.all(errors < 1e-8), (loss.name, errors)
 
 
+class PureFunctionsTest(chex.TestCase):
+    """kprior_loss and the task objectives against their formulas, jitted and not (chex variants)."""
+
+    def setUp(self):
+        super().setUp()
+        inputs, targets, _ = make_data(0, 12, kprior.SOFTMAX)
+        self.inputs, self.targets = inputs, targets
+        self.w_star = random_params(1, jnp.zeros((1 + NUM_INPUTS, 2)))
+        self.w = random_params(2, self.w_star)
+        self.prior = kprior.make_kprior(glm, self.w_star, inputs, DELTA)
+
+    def soft_fit(self, w):
+        """sum_m l(h(f_{w*}(x_m)), f_w(x_m)) written out: -sum_m <softmax(f_{w*}), log softmax(f_w)>."""
+        soft = jax.nn.softmax(glm(self.w_star, self.inputs))
+        return -jnp.sum(soft * jax.nn.log_softmax(glm(w, self.inputs)))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_kprior_loss_is_the_soft_label_fit_plus_the_weight_term(self):
+        loss = self.variant(lambda w, anchor: kprior.kprior_loss(w, glm, self.inputs, self.prior.anchor_predictions,
+                                                                  anchor, DELTA))
+        value = loss(self.w, self.w_star)
+        chex.assert_shape(value, ())
+        expected = self.soft_fit(self.w) + 0.5 * DELTA * jnp.sum((self.w - self.w_star) ** 2)
+        np.testing.assert_allclose(value, expected, rtol=1e-12)
+        no_anchor = self.variant(lambda w: kprior.kprior_loss(w, glm, self.inputs, self.prior.anchor_predictions,
+                                                              None, DELTA))
+        np.testing.assert_allclose(no_anchor(self.w), self.soft_fit(self.w) + 0.5 * DELTA * jnp.sum(self.w ** 2),
+                                   rtol=1e-12)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_task_objectives_are_their_formulas(self):
+        prior, w, new_x, new_y = self.prior, self.w, self.inputs[:3] + 1.0, self.targets[:3]
+        fit = lambda x, y: -jnp.sum(y * jax.nn.log_softmax(glm(w, x)))  # noqa: E731
+        k_value = self.soft_fit(w) + 0.5 * DELTA * jnp.sum((w - self.w_star) ** 2)
+        add = self.variant(kprior.add_data)(w, prior, new_x, new_y)
+        remove = self.variant(kprior.remove_data)(w, prior, self.inputs[:2], self.targets[:2])
+        regulariser = self.variant(kprior.change_regulariser)(w, prior, 3.0)
+        replay = self.variant(functools.partial(kprior.replay, apply_fn=glm))(
+            w, memory_inputs=self.inputs, memory_targets=self.targets, delta=DELTA)
+        chex.assert_shape([add, remove, regulariser, replay], ())
+        np.testing.assert_allclose(add, k_value + fit(new_x, new_y), rtol=1e-12)
+        np.testing.assert_allclose(remove, k_value - fit(self.inputs[:2], self.targets[:2]), rtol=1e-12)
+        np.testing.assert_allclose(regulariser, k_value + 0.5 * (3.0 - DELTA) * jnp.sum(w ** 2), rtol=1e-12)
+        np.testing.assert_allclose(replay, fit(self.inputs, self.targets) + 0.5 * DELTA * jnp.sum(w ** 2),
+                                   rtol=1e-12)
+
+    def test_targets_of_another_shape_than_the_outputs_are_an_error(self):
+        """(N,) targets against (N, 1) outputs would broadcast to (N, N) in the loss: refused instead."""
+        with self.assertRaises(AssertionError):
+            kprior.squared_error(jnp.zeros(5), jnp.zeros((5, 1)))
+        with self.assertRaises(AssertionError):
+            kprior.data_loss(self.w, glm, self.inputs, self.targets[:, 0])
+
+
 def test_lbfgs_with_the_official_rescaling_reaches_the_newton_solution(base):
     """minimize's default L-BFGS (zoom line search) on Lbar / N: ||grad Lbar|| <= N tol, so within N tol / delta."""
     inputs, targets, _, w_star = base
@@ -135,7 +190,7 @@ def test_network_kprior_gradient_is_jacobian_transpose_residual(float64):
         return jax.grad(call)(student, prior), jax.tree.map(lambda g, p: g + DELTA * p, residual_grad, student)
 
     grad, expected = grad_and_formula(student, prior)
-    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), grad, expected)
+    chex.assert_trees_all_close(grad, expected, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- adaptation tasks, M = D
@@ -273,7 +328,7 @@ def test_newton_converges_in_float32_when_the_objective_value_dwarfs_its_gradien
 def test_newton_stops_at_the_gradient_rounding_floor_instead_of_idling(base):
     """Float32, tol 0 (unreachable): once no step lowers ||grad|| any more, Newton stops (SolveInfo.steps far under
     max_steps) at the float64 solution. Before the strict decrease test, a step too small to change w had the same
-    gradient, passed `<=` once (1 - 2e-4 t) rounded to 1, and the loop idled to max_steps (Adult change_regularizer:
+    gradient, passed `<=` once (1 - 2e-4 t) rounded to 1, and the loop idled to max_steps (Adult change_regulariser:
     26 s instead of 3 s)."""
     inputs, targets, labels, _ = base
     w_star = fit(glm, inputs, targets, kprior.SOFTMAX, delta=50.0)

@@ -1,10 +1,13 @@
-"""jaxlab.kprior.deep: the minibatch K-prior as a trainer extra loss, and the kprior_deep experiment end to end."""
+"""jaxlab.kprior.minibatch: the minibatch K-prior as a trainer extension, and the kprior_deep experiment
+(jaxlab.experiments.kprior_deep) end to end, resumed after SIGTERM."""
 
 import importlib.util
 import json
 import os
 import pathlib
+import signal
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,21 +15,27 @@ import optax
 import pytest
 
 from jaxlab import experiments, parallel
-from jaxlab.config import ConfigError, base_config
-from jaxlab.data import from_arrays
-from jaxlab.kprior import data_loss, make_kprior, minimize, regularised_loss
-from jaxlab.kprior.deep import (
-    METHODS,
-    RECORD_KEYS,
-    check_deep_config,
-    deep_prior_inputs,
+from jaxlab.data import all_examples, from_arrays
+from jaxlab.errors import ConfigError
+from jaxlab.experiments import kprior_deep
+from jaxlab.experiments.kprior_deep import check_deep_config
+from jaxlab.experiments.reports import RECORD_KEYS
+from jaxlab.kprior import (
+    MinibatchPrior,
+    data_loss,
     deep_prior_loss,
-    make_extra_loss,
+    make_kprior,
     memory_indices,
+    minibatch_prior,
+    minibatch_prior_extension,
+    minibatch_prior_loss,
+    minimize,
     no_memory,
+    regularised_loss,
     replay_prior,
-    run_deep_kprior_experiment,
 )
+from jaxlab.train import Extension, RunInfo
+
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs" / "kprior"
 
@@ -54,7 +63,7 @@ def test_glm_deep_kprior_gradient_equals_retraining_at_full_memory():
         prior = make_kprior(linear, w_star, x, delta)
         n_new = len(x_new)
         everything = jnp.arange(prior.memory_size)
-        inputs = deep_prior_inputs(prior, w_star, n_new, capacity=len(x) + 5)  # padded rows are never drawn here
+        inputs = minibatch_prior(prior, w_star, n_new, capacity=len(x) + 5)  # padded rows are never drawn here
 
         def kprior_objective(w):
             return data_loss(w, linear, x_new, t_new) / n_new + deep_prior_loss(w, inputs, linear, everything)
@@ -79,20 +88,47 @@ def test_minibatch_term_is_unbiased_and_replay_uses_true_labels():
     w = w_star + 0.3 * jax.random.normal(jax.random.PRNGKey(1), w_star.shape, jnp.float32)
     prior = make_kprior(linear, w_star, x, 3.0)
     n_new, capacity = 7, len(x) + 9
-    inputs = deep_prior_inputs(prior, w_star, n_new, capacity)
+    inputs = minibatch_prior(prior, w_star, n_new, capacity)
     average = np.mean([float(deep_prior_loss(w, inputs, linear, jnp.array([m]))) for m in range(len(x))])
     np.testing.assert_allclose(average, float(prior(w)) / n_new, rtol=1e-5)
-    replay = deep_prior_inputs(replay_prior(linear, x, np.argmax(np.asarray(t), 1), t.shape[1], 3.0), w_star, n_new,
+    replay = minibatch_prior(replay_prior(linear, x, np.argmax(np.asarray(t), 1), t.shape[1], 3.0), w_star, n_new,
                                capacity)
     np.testing.assert_allclose(float(deep_prior_loss(w, replay, linear, jnp.arange(len(x)))),
                                float(regularised_loss(w, linear, x, t, 3.0)) / n_new, rtol=1e-5)
-    empty = deep_prior_inputs(no_memory(linear, x, t.shape[1], 3.0), w_star, 50, capacity)
+    empty = minibatch_prior(no_memory(linear, x, t.shape[1], 3.0), w_star, 50, capacity)
     np.testing.assert_allclose(float(deep_prior_loss(w, empty, linear, jnp.array([0, 4]))),
                                1.5 * float(jnp.sum(w ** 2)) / 50, rtol=1e-6)
     shapes = lambda tree: jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype), tree)  # noqa: E731
-    assert shapes(inputs) == shapes(replay) == shapes(empty)
+    assert isinstance(inputs, MinibatchPrior) and shapes(inputs) == shapes(replay) == shapes(empty)
+    chex.assert_shape([inputs.memory_inputs, inputs.memory_targets, inputs.memory_labels],
+                      [(capacity, x.shape[1]), (capacity, t.shape[1]), (capacity,)])
     with pytest.raises(ValueError, match="capacity"):
-        deep_prior_inputs(prior, w_star, n_new, capacity=len(x) - 1)
+        minibatch_prior(prior, w_star, n_new, capacity=len(x) - 1)
+
+
+class DeepPriorLossTest(chex.TestCase):
+    """deep_prior_loss against its formula, jitted and not (chex variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_deep_prior_loss_is_the_weighted_memory_term_plus_the_weight_term(self):
+        rng = np.random.default_rng(3)
+        x = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32)
+        w_star, w = (jnp.asarray(rng.normal(size=(3, 2)), jnp.float32) for _ in range(2))
+        inputs = minibatch_prior(make_kprior(linear, w_star, x, 2.0), w_star, 5, capacity=12)
+        draws = jnp.array([0, 7, 7, 2])
+        loss = self.variant(lambda w, inputs, draws: deep_prior_loss(w, inputs, linear, draws))
+        value = loss(w, inputs, draws)
+        chex.assert_shape(value, ())
+        soft = jax.nn.softmax(x[draws] @ w_star)
+        expected = (8 / (4 * 5) * float(-jnp.sum(soft * jax.nn.log_softmax(x[draws] @ w)))
+                    + 2.0 / (2 * 5) * float(jnp.sum((w - w_star) ** 2)))
+        np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+
+    def test_a_batch_of_draws_must_be_a_vector(self):
+        inputs = minibatch_prior(make_kprior(linear, jnp.ones((3, 2)), jnp.ones((4, 3)), 1.0), jnp.ones((3, 2)), 5,
+                                 capacity=4)
+        with self.assertRaises(AssertionError):
+            deep_prior_loss(jnp.ones((3, 2)), inputs, linear, jnp.zeros((2, 2), jnp.int32))
 
 
 def test_memory_sampling_is_deterministic_per_step():
@@ -104,19 +140,23 @@ def test_memory_sampling_is_deterministic_per_step():
     assert not np.array_equal(first, memory_indices(rng, jnp.int32(6), index, 1000))
     # a draw belongs to its example, not its batch position: any device split gives the same draws
     np.testing.assert_array_equal(memory_indices(rng, jnp.int32(5), index[::-1], 1000), first[::-1])
-    # the extra loss evaluates the same memory minibatch for the same step
+    # the loss term evaluates the same memory minibatch for the same step
     prior = make_kprior(linear, jnp.ones((3, 2)), jnp.asarray(np.random.default_rng(0).normal(size=(50, 3))), 1.0)
-    extra = jax.jit(make_extra_loss(linear))
-    batch = {"index": index, "step": jnp.int32(5),
-             "extra_loss_inputs": deep_prior_inputs(prior, jnp.ones((3, 2)), 10, capacity=64)}
+    inputs = minibatch_prior(prior, jnp.ones((3, 2)), 10, capacity=64)
+    extra = jax.jit(minibatch_prior_loss(linear))
+    batch = {"index": index, "step": jnp.int32(5)}
     w = jax.random.normal(jax.random.PRNGKey(2), (3, 2))
-    assert float(extra(w, batch, rng)) == float(extra(w, batch, rng))
-    assert float(extra(w, batch, rng)) != float(extra(w, {**batch, "step": jnp.int32(6)}, rng))
+    assert float(extra(w, batch, rng, inputs)) == float(extra(w, batch, rng, inputs))
+    assert float(extra(w, batch, rng, inputs)) != float(extra(w, {**batch, "step": jnp.int32(6)}, rng, inputs))
+    # the trainer extension carries that term and its arrays (a jit input of the step)
+    extension = minibatch_prior_extension(linear, inputs)(RunInfo(model=None, input_shape=(3,), num_classes=2,
+                                                                  total_steps=1))
+    assert isinstance(extension, Extension) and extension.name == "kprior" and extension.loss_inputs is inputs
+    assert float(extension.loss(w, batch, rng, inputs)) == float(extra(w, batch, rng, inputs))
 
 
 def _tiny_config(**kprior):
-    config = base_config()
-    config.experiment = "kprior_deep"
+    config = experiments.base_config("kprior_deep")
     config.data.source = "digits"  # not read: the test passes the dataset
     config.model.name = "mlp"
     config.model.hidden_sizes = (16,)
@@ -161,7 +201,7 @@ def test_tiny_add_data_run_writes_results_and_resumes(tmp_path, capsys):
     """Base + K-prior, each a trainer run (1 device): records, plot, only the base kept, resume."""
     config = _tiny_config(tasks=("add_data",), methods=("kprior",))
     dataset, workdir, mesh = _tiny_dataset(), str(tmp_path / "run"), parallel.make_mesh(1)
-    summary = run_deep_kprior_experiment(config, workdir, dataset=dataset, mesh=mesh)
+    summary = kprior_deep.run(config, workdir, dataset=dataset, mesh=mesh)
     records = _records(workdir)
     assert summary["num_records"] == len(records) == 1 and records[0]["method"] == "kprior"
     _check_records(records)
@@ -169,9 +209,51 @@ def test_tiny_add_data_run_writes_results_and_resumes(tmp_path, capsys):
     assert os.path.getsize(os.path.join(workdir, "accuracy_vs_memory.png")) > 0
     assert sorted(os.listdir(os.path.join(workdir, "runs", "add_data", "seed0"))) == ["base"]
     capsys.readouterr()
-    run_deep_kprior_experiment(config, workdir, dataset=dataset, mesh=mesh)  # resumable: nothing left to train
+    kprior_deep.run(config, workdir, dataset=dataset, mesh=mesh)  # resumable: nothing left to train
     assert "test accuracy" not in capsys.readouterr().out
     assert _records(workdir) == records
+
+
+def _without_timing(records):
+    return [{key: value for key, value in r.items() if key != "seconds"} for r in records]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    """The tiny add-data experiment (base, fine-tuning and the K-prior at two memory sizes), run through."""
+    config = _tiny_config(tasks=("add_data",), methods=("kprior", "finetune"), memory_fractions=(1.0, 0.5))
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    summary = kprior_deep.run(config, workdir, dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
+    assert summary["finished"]
+    return config, _records(workdir)
+
+
+@pytest.mark.parametrize("stop_at", [3, 28])  # in the base model's run; in the second K-prior run
+def test_kprior_deep_resumes_after_sigterm(tmp_path, monkeypatch, uninterrupted_run, stop_at):
+    """SIGTERM at the stop_at-th train step: the running trainer run checkpoints, `run` returns preempted with the
+    records so far on disk; rerunning with the same workdir finishes with the records of an uninterrupted run
+    (timing aside): base models restored from their checkpoints, interrupted runs resumed exactly."""
+    config, expected = uninterrupted_run
+    workdir = str(tmp_path / "run")
+    shard_batch, calls = parallel.shard_batch, []
+
+    def shard_and_stop(batch, mesh):
+        if len(batch["image"]) == config.training.batch_size:  # a train batch (eval batches hold the test split)
+            calls.append(None)
+            if len(calls) == stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return shard_batch(batch, mesh)
+
+    monkeypatch.setattr(parallel, "shard_batch", shard_and_stop)
+    summary = kprior_deep.run(config, workdir, dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
+    assert summary["preempted"] and not summary["finished"] and len(calls) == stop_at
+    partial = _records(workdir) if os.path.exists(os.path.join(workdir, "results.json")) else []
+    assert len(partial) < len(expected)
+    monkeypatch.setattr(parallel, "shard_batch", shard_batch)
+    summary = kprior_deep.run(config, workdir, dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
+    assert summary["finished"]
+    assert _without_timing(_records(workdir)) == _without_timing(expected)
+    assert sorted(os.listdir(os.path.join(workdir, "runs", "add_data", "seed0"))) == ["base"]
 
 
 @pytest.mark.parametrize("task, method", [("continual", "replay"), ("continual_multihead", "kprior")])
@@ -180,7 +262,7 @@ def test_tiny_continual_run(tmp_path, task, method):
     2-output head) or task-incremental (a 2-class head per task, K-prior soft labels on each point's head)."""
     config = _tiny_config(tasks=(task,), methods=(method,))
     workdir = str(tmp_path / "run")
-    run_deep_kprior_experiment(config, workdir, dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
+    kprior_deep.run(config, workdir, dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
     records = _records(workdir)
     assert [(r["task"], r["method"]) for r in records] == [(task, method)]
     _check_records(records)
@@ -201,7 +283,7 @@ def test_bad_config_raises_before_anything_runs(tmp_path, change, field):
     config = _tiny_config(tasks=("add_data",), methods=("kprior",))
     change(config)
     with pytest.raises(ConfigError) as error:
-        run_deep_kprior_experiment(config, str(tmp_path / "never"), dataset=_tiny_dataset())
+        kprior_deep.run(config, str(tmp_path / "never"), dataset=_tiny_dataset())
     assert error.value.field == field
     assert not (tmp_path / "never").exists()
 
@@ -209,7 +291,7 @@ def test_bad_config_raises_before_anything_runs(tmp_path, change, field):
 def test_add_digit_outside_the_classes_is_a_config_error(tmp_path):
     config = _tiny_config(tasks=("add_data",), methods=("kprior",), add_digit=7)
     with pytest.raises(ConfigError, match="kprior.add_digit"):
-        run_deep_kprior_experiment(config, str(tmp_path / "never"), dataset=_tiny_dataset())
+        kprior_deep.run(config, str(tmp_path / "never"), dataset=_tiny_dataset())
 
 
 @pytest.mark.parametrize("name", ["mnist_add_data", "split_mnist"])
@@ -242,7 +324,7 @@ def test_every_run_of_a_task_shares_one_compiled_train_step(tmp_path):
     monitoring.register_event_duration_secs_listener(on_duration)
     try:
         config = _tiny_config(tasks=("add_data",), memory_fractions=(1.0, 0.5))
-        run_deep_kprior_experiment(config, str(tmp_path / "run"), dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
+        kprior_deep.run(config, str(tmp_path / "run"), dataset=_tiny_dataset(), mesh=parallel.make_mesh(1))
     finally:
         monitoring.unregister_event_listener(on_event)
         monitoring.unregister_event_duration_listener(on_duration)
@@ -262,7 +344,7 @@ def test_task_incremental_memory_term_uses_each_points_head():
     w_star, w = (jnp.asarray(rng.normal(size=(3, 4)), jnp.float32) for _ in range(2))
     soft = jax.nn.softmax(head_logits(x @ w_star, jnp.asarray(labels), 2))
     prior = make_kprior(linear, w_star, x, 1.0).replace(anchor_predictions=soft)
-    inputs = deep_prior_inputs(prior, w_star, 4, capacity=8, memory_labels=labels)
+    inputs = minibatch_prior(prior, w_star, 4, capacity=8, memory_labels=labels)
     every = jnp.arange(6)
     log_p = jax.nn.log_softmax(head_logits(x @ w, jnp.asarray(labels), 2))
     expected = 6 / (6 * 4) * float(-jnp.sum(soft * log_p)) + 0.5 / 4 * float(jnp.sum((w - w_star) ** 2))
@@ -276,23 +358,22 @@ def test_deep_kprior_training_is_the_same_on_one_and_eight_devices(tmp_path):
     devices, so 1 and 8 devices take the same steps; and the term matters (training without it differs)."""
     from jaxlab import models
     from jaxlab.train import train_and_evaluate
-    from jaxlab.kprior.deep import _apply_fn
     config = _tiny_config()
     config.training.num_train_steps = 4
     dataset = _tiny_dataset()
     model = models.create_model(config.model, dataset.num_classes)
-    images = dataset.train.__getitems__(np.arange(len(dataset.train)))["image"]
+    images = all_examples(dataset.train)["image"]
     start = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)))["params"]
-    prior = make_kprior(_apply_fn(model), jax.tree.map(lambda p: 3.0 * p, start), jnp.asarray(images[:40]), 5.0)
-    inputs = deep_prior_inputs(prior, start, len(images), capacity=64)
+    apply_fn = kprior_deep.model_apply_fn(model)
+    prior = make_kprior(apply_fn, jax.tree.map(lambda p: 3.0 * p, start), jnp.asarray(images[:40]), 5.0)
+    inputs = minibatch_prior(prior, start, len(images), capacity=64)
     runs = {}
     for name, devices, extra in (("one", 1, True), ("eight", 8, True), ("plain", 8, False)):
         result = train_and_evaluate(config, str(tmp_path / name), mesh=parallel.make_mesh(devices), dataset=dataset,
                                     initial_variables={"params": start},
-                                    extra_loss=make_extra_loss(_apply_fn(model)) if extra else None,
-                                    extra_loss_inputs=inputs if extra else None)
+                                    extensions=[minibatch_prior_extension(apply_fn, inputs)] if extra else [])
         runs[name] = jax.tree.map(np.asarray, jax.device_get(result["state"].params))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), runs["one"], runs["eight"])
+    chex.assert_trees_all_close(runs["one"], runs["eight"], rtol=2e-4, atol=2e-5)
     gap = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(runs["eight"]),
                                                             jax.tree.leaves(runs["plain"])))
     assert gap > 1e-3

@@ -1,10 +1,11 @@
-"""The K-prior paper experiments (jaxlab.kprior.experiments) end to end on generated data: the tiny CI config
+"""The K-prior paper experiments (jaxlab.experiments.kprior_adaptation) end to end on generated data: the tiny CI config
 writes a complete results.json and the plot, K-prior with 100% memory matches Batch (GLM), the padded/weighted
 objectives are the library's task objectives, and a bad config fails before anything compiles."""
 import importlib.util
 import json
 import pathlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 from sklearn.datasets import dump_svmlight_file
 
 from jaxlab import kprior
-from jaxlab.config import ConfigError
-from jaxlab.kprior import experiments
+from jaxlab.errors import ConfigError
+from jaxlab.experiments import kprior_adaptation as experiment
+from jaxlab.experiments.reports import RECORD_KEYS
+from jaxlab.kprior import AdaptationProblem
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs" / "kprior"
 
@@ -42,7 +45,7 @@ def ci_run(tmp_path_factory):
     config = load_config("ci")
     config.data.dir = str(folder)
     workdir = tmp_path_factory.mktemp("kprior_run")
-    summary = experiments.run_kprior_experiment(config, str(workdir))
+    summary = experiment.run(config, str(workdir))
     with open(workdir / "results.json") as f:
         return config, workdir, summary, json.load(f)
 
@@ -53,9 +56,9 @@ def test_ci_config_writes_every_record_and_the_plot(ci_run):
     expected = {(t, m, f, s) for t in k.tasks for m in k.methods for f in k.memory_fractions for s in k.seeds}
     found = [(r["task"], r["method"], r["memory_fraction"], r["seed"]) for r in records]
     assert len(found) == len(set(found)) and set(found) == expected
-    assert set(k.tasks) == set(experiments.TASKS) and set(k.methods) == set(experiments.METHODS)
+    assert set(k.tasks) == set(experiment.TASKS) and set(k.methods) == set(experiment.METHODS)
     for r in records:
-        assert set(experiments.RECORD_KEYS) <= set(r)
+        assert set(RECORD_KEYS) <= set(r)
         assert 0.0 <= r["test_accuracy"] <= 1.0 and np.isfinite(r["grad_error"]) and r["grad_error"] >= 0
     assert summary["num_records"] == len(records)
     plot = workdir / "accuracy_vs_memory.png"
@@ -73,7 +76,7 @@ def test_full_memory_kprior_is_batch(ci_run):
         assert r["test_accuracy"] == table[(task, "batch", 1.0, seed)]["test_accuracy"], (task, method, seed)
         assert r["grad_error"] < 1e-4, (task, method, seed, r["grad_error"])
     # a small memory: Replay's gradient error exceeds the K-prior's on every task (the paper's point)
-    for task in experiments.TASKS:
+    for task in experiment.TASKS:
         errors = {m: np.mean([r["grad_error"] for r in records if r["task"] == task and r["method"] == m
                               and r["memory_fraction"] == 0.1]) for m in ("kprior", "replay")}
         assert errors["kprior"] < errors["replay"], (task, errors)
@@ -92,22 +95,22 @@ def test_bad_config_raises_before_compiling(monkeypatch, tmp_path, field, value)
     def no_compile(*args, **kwargs):
         raise AssertionError("compiled before validating the config")
 
-    monkeypatch.setattr(experiments, "_solve_grid", no_compile)
-    monkeypatch.setattr(experiments, "_solve_seeds", no_compile)
+    monkeypatch.setattr(experiment, "_solve_grid", no_compile)
+    monkeypatch.setattr(experiment, "_solve_seeds", no_compile)
     config = load_config("adult")
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        experiments.run_kprior_experiment(config, str(tmp_path))
+        experiment.run(config, str(tmp_path))
 
 
 def test_missing_data_is_a_clear_error_before_compiling(monkeypatch, tmp_path):
     from jaxlab.data import DataError
-    monkeypatch.setattr(experiments, "_solve_grid", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(experiment, "_solve_grid", lambda *a, **k: pytest.fail("compiled"))
     config = load_config("ci")
     config.data.dir = str(tmp_path / "nowhere")
     with pytest.raises(DataError, match="data.dir"):
-        experiments.run_kprior_experiment(config, str(tmp_path))
+        experiment.run(config, str(tmp_path))
 
 
 def test_newton_on_a_base_model_too_big_for_a_dense_hessian_is_a_clear_error(monkeypatch, tmp_path):
@@ -115,7 +118,7 @@ def test_newton_on_a_base_model_too_big_for_a_dense_hessian_is_a_clear_error(mon
     an explicit base_solver=newton is a ConfigError naming kprior.base_solver once the data's width is known,
     before compiling; the default base_solver ('' = solver) solves that base model with lbfgs instead."""
     solved = []
-    monkeypatch.setattr(experiments, "_solve_seeds", lambda *a, **k: solved.append(a[-1]) or pytest.fail("compiled"))
+    monkeypatch.setattr(experiment, "_solve_seeds", lambda *a, **k: solved.append(a[-1]) or pytest.fail("compiled"))
     write_svmlight_pair(tmp_path, n_train=40, n_test=20)
     config = load_config("ci")
     config.data.dir = str(tmp_path)
@@ -123,11 +126,11 @@ def test_newton_on_a_base_model_too_big_for_a_dense_hessian_is_a_clear_error(mon
     config.kprior.change_model_degree = 5
     config.kprior.base_solver = "newton"
     with pytest.raises(ConfigError, match=r"kprior\.base_solver.*degree-5 base model"):
-        experiments.run_kprior_experiment(config, str(tmp_path / "run"))
+        experiment.run(config, str(tmp_path / "run"))
     assert solved == []
     config.kprior.base_solver = ""
     with pytest.raises(pytest.fail.Exception, match="compiled"):  # past the checks, into the base-model solve
-        experiments.run_kprior_experiment(config, str(tmp_path / "run"))
+        experiment.run(config, str(tmp_path / "run"))
     assert [solver.name for solver in solved] == ["lbfgs"]
 
 
@@ -138,66 +141,90 @@ def test_glm_hessian_is_the_objectives_hessian(kind, with_new_data):
     padded memory with removed points, an anchor and a change of delta; with and without new data)."""
     rng = np.random.default_rng(1)
     n, d, classes = 30, 5, 3
-    data = dict(memory_inputs=rng.normal(size=(n, d)), memory_targets=np.eye(classes)[rng.integers(0, classes, n)],
-                memory_soft=rng.dirichlet(np.ones(classes), size=n),
-                memory_weight=1.0 * (rng.random(n) < 0.6), memory_removed=1.0 * (rng.random(n) < 0.3),
-                delta=2.0, new_delta=0.7, anchor=rng.normal(size=(d, classes)))
+    problem = AdaptationProblem(
+        memory_inputs=rng.normal(size=(n, d)), memory_targets=np.eye(classes)[rng.integers(0, classes, n)],
+        memory_soft=rng.dirichlet(np.ones(classes), size=n),
+        memory_weight=1.0 * (rng.random(n) < 0.6), memory_removed=1.0 * (rng.random(n) < 0.3),
+        delta=2.0, new_delta=0.7, num_new=0.0, anchor=rng.normal(size=(d, classes)))
     if with_new_data:
-        data.update(new_inputs=rng.normal(size=(7, d)), new_targets=np.eye(classes)[rng.integers(0, classes, 7)])
+        problem = problem._replace(new_inputs=rng.normal(size=(7, d)),
+                                   new_targets=np.eye(classes)[rng.integers(0, classes, 7)])
     with jax.enable_x64(True):
         params = jnp.asarray(rng.normal(size=(d, classes)))
-        flat = lambda w: experiments.adaptation_objective(w.reshape(d, classes), data, experiments.linear, kind)  # noqa
+        flat = lambda w: kprior.adaptation_objective(w.reshape(d, classes), problem, kprior.linear, kind)  # noqa
         expected = jax.hessian(flat)(params.ravel())
-        np.testing.assert_allclose(experiments.glm_hessian(params, data, experiments.linear, kind), expected,
-                                   rtol=1e-12, atol=1e-12)
+        hessian = kprior.glm_hessian(params, problem, kprior.linear, kind)
+        chex.assert_shape(hessian, (d * classes, d * classes))
+        np.testing.assert_allclose(hessian, expected, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="GLM"):
-        experiments.glm_hessian(params, data, lambda w, x: x @ w, kind)
+        kprior.glm_hessian(params, problem, lambda w, x: x @ w, kind)
 
 
-def test_weighted_objectives_are_the_library_task_objectives():
+class WeightedObjectivesTest(chex.TestCase):
     """adaptation_objective with 0/1 memory weights over all past points == jaxlab.kprior's objectives on the
-    gathered memory (add, remove, change regulariser, change of GLM, Replay)."""
-    rng = np.random.default_rng(0)
-    n, d, delta, new_delta = 30, 4, 2.0, 0.5
-    past = jnp.asarray(rng.normal(size=(n, d)), jnp.float32)
-    targets = jnp.asarray(np.eye(2)[rng.integers(0, 2, n)], jnp.float32)
-    new_x, new_y = past[:5] + 1.0, targets[:5]
-    w_star, w = (jnp.asarray(rng.normal(size=(d, 2)), jnp.float32) for _ in range(2))
-    memory = np.sort(rng.choice(n, 12, replace=False))
-    removed = memory[:3]
-    weight, flags = np.zeros(n, np.float32), np.zeros(n, np.float32)
-    weight[memory], flags[removed] = 1, 1
-    prior = kprior.make_kprior(experiments.linear, w_star, past[memory], delta)
-    base = dict(memory_inputs=past, memory_targets=targets, memory_soft=jax.nn.softmax(past @ w_star),
-                memory_weight=jnp.asarray(weight), memory_removed=jnp.zeros(n), delta=delta, new_delta=delta,
-                num_new=0.0, anchor=w_star)
-    objective = lambda data, kind: float(experiments.adaptation_objective(w, data, experiments.linear, kind))  # noqa
-    check = lambda got, want: np.testing.assert_allclose(got, float(want), rtol=1e-5)  # noqa
+    gathered memory (add, remove, change regulariser, change of GLM, Replay), jitted and not."""
 
-    add = dict(base, new_inputs=new_x, new_targets=new_y)
-    check(objective(add, "kprior"), kprior.add_data(w, prior, new_x, new_y))
-    check(objective(add, "replay"), kprior.replay(w, experiments.linear, past[memory], targets[memory], delta,
-                                                  new_inputs=new_x, new_targets=new_y))
-    remove = dict(base, memory_removed=jnp.asarray(flags))
-    check(objective(remove, "kprior"), kprior.remove_data(w, prior, past[removed], targets[removed]))
-    kept = np.setdiff1d(memory, removed)
-    check(objective(remove, "replay"), kprior.replay(w, experiments.linear, past[kept], targets[kept], delta))
-    regulariser = dict(base, new_delta=new_delta)
-    check(objective(regulariser, "kprior"), kprior.change_regulariser(w, prior, new_delta))
-    check(objective(regulariser, "replay"), kprior.replay(w, experiments.linear, past[memory], targets[memory],
-                                                          new_delta))
-    # change of GLM: degree 2 -> 1 on the raw inputs, anchor P w*
-    from jaxlab.models.glm import polynomial_features
-    phi1, phi2 = polynomial_features(past, 1), polynomial_features(past, 2)
-    old = jnp.asarray(rng.normal(size=(phi2.shape[1], 2)), jnp.float32)
-    theta = jnp.asarray(rng.normal(size=(phi1.shape[1], 2)), jnp.float32)
-    projection = kprior.polynomial_projection(d, 1)
-    model_prior = kprior.change_model_prior(experiments.linear, old, experiments.linear, phi2[memory], delta,
-                                            projection=projection)
-    model_prior = model_prior.replace(memory_inputs=phi1[memory])  # the new model's inputs on the same points
-    change = dict(base, memory_inputs=phi1, memory_soft=jax.nn.softmax(phi2 @ old), anchor=projection(old))
-    np.testing.assert_allclose(float(experiments.adaptation_objective(theta, change, experiments.linear, "kprior")),
-                               float(model_prior(theta)), rtol=1e-5)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_weighted_objectives_are_the_library_task_objectives(self):
+        rng = np.random.default_rng(0)
+        n, d, delta, new_delta = 30, 4, 2.0, 0.5
+        past = jnp.asarray(rng.normal(size=(n, d)), jnp.float32)
+        targets = jnp.asarray(np.eye(2)[rng.integers(0, 2, n)], jnp.float32)
+        new_x, new_y = past[:5] + 1.0, targets[:5]
+        w_star, w = (jnp.asarray(rng.normal(size=(d, 2)), jnp.float32) for _ in range(2))
+        memory = np.sort(rng.choice(n, 12, replace=False))
+        removed = memory[:3]
+        weight, flags = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        weight[memory], flags[removed] = 1, 1
+        linear = kprior.linear
+        prior = kprior.make_kprior(linear, w_star, past[memory], delta)
+        base = AdaptationProblem(memory_inputs=past, memory_targets=targets, memory_soft=jax.nn.softmax(past @ w_star),
+                                 memory_weight=jnp.asarray(weight), memory_removed=jnp.zeros(n), delta=delta,
+                                 new_delta=delta, num_new=0.0, anchor=w_star)
+        objectives = {kind: self.variant(lambda w, problem, kind=kind: kprior.adaptation_objective(
+            w, problem, linear, kind)) for kind in ("kprior", "replay")}
+        objective = lambda problem, kind: float(objectives[kind](w, problem))  # noqa: E731
+        check = lambda got, want: np.testing.assert_allclose(got, float(want), rtol=1e-5)  # noqa: E731
+
+        add = base._replace(new_inputs=new_x, new_targets=new_y)
+        check(objective(add, "kprior"), kprior.add_data(w, prior, new_x, new_y))
+        check(objective(add, "replay"), kprior.replay(w, linear, past[memory], targets[memory], delta,
+                                                      new_inputs=new_x, new_targets=new_y))
+        remove = base._replace(memory_removed=jnp.asarray(flags))
+        check(objective(remove, "kprior"), kprior.remove_data(w, prior, past[removed], targets[removed]))
+        kept = np.setdiff1d(memory, removed)
+        check(objective(remove, "replay"), kprior.replay(w, linear, past[kept], targets[kept], delta))
+        regulariser = base._replace(new_delta=new_delta)
+        check(objective(regulariser, "kprior"), kprior.change_regulariser(w, prior, new_delta))
+        check(objective(regulariser, "replay"), kprior.replay(w, linear, past[memory], targets[memory], new_delta))
+        # change of GLM: degree 2 -> 1 on the raw inputs, anchor P w*
+        from jaxlab.models.glm import polynomial_features
+        phi1, phi2 = polynomial_features(past, 1), polynomial_features(past, 2)
+        old = jnp.asarray(rng.normal(size=(phi2.shape[1], 2)), jnp.float32)
+        theta = jnp.asarray(rng.normal(size=(phi1.shape[1], 2)), jnp.float32)
+        projection = kprior.polynomial_projection(d, 1)
+        model_prior = kprior.change_model_prior(linear, old, linear, phi2[memory], delta, projection=projection)
+        model_prior = model_prior.replace(memory_inputs=phi1[memory])  # the new model's inputs on the same points
+        change = base._replace(memory_inputs=phi1, memory_soft=jax.nn.softmax(phi2 @ old), anchor=projection(old))
+        np.testing.assert_allclose(float(objectives["kprior"](theta, change)), float(model_prior(theta)), rtol=1e-5)
+
+    def test_vmap_axes_and_rank_checks(self):
+        """`axes` maps the named fields (absent optional fields stay None); a memory weight of the wrong rank is an
+        error instead of a silent broadcast."""
+        rng = np.random.default_rng(0)
+        n, d = 10, 3
+        problem = AdaptationProblem(memory_inputs=jnp.asarray(rng.normal(size=(n, d))),
+                                    memory_targets=jnp.eye(2)[rng.integers(0, 2, n)],
+                                    memory_soft=jnp.full((n, 2), 0.5), memory_weight=jnp.ones((4, n)),
+                                    memory_removed=jnp.zeros(n), delta=1.0, new_delta=1.0, num_new=0.0)
+        axes = problem.axes(("memory_weight", "anchor"))
+        assert axes.memory_weight == 0 and axes.memory_inputs is None and axes.anchor is None
+        w = jnp.zeros((d, 2))
+        values = jax.vmap(kprior.adaptation_objective, in_axes=(None, axes, None, None))(w, problem, kprior.linear,
+                                                                                          "replay")
+        chex.assert_shape(values, (4,))
+        with self.assertRaises(AssertionError):  # (4, n) weights on one problem: rank 2, not 1
+            kprior.adaptation_objective(w, problem, kprior.linear, "replay")
 
 
 def test_mlp_gathered_memory_runs(tmp_path):
@@ -211,8 +238,8 @@ def test_mlp_gathered_memory_runs(tmp_path):
     config.kprior.memory_fractions = (1.0, 0.1)
     config.kprior.seeds = (0, 1)
     config.kprior.steps = 30
-    summary = experiments.run_kprior_experiment(config, str(tmp_path))
-    records = experiments.load_results(summary["results"])
+    summary = experiment.run(config, str(tmp_path))
+    records = experiment.load_results(summary["results"])
     assert len(records) == 1 * 2 * 2 * 2
     assert all(0 <= r["test_accuracy"] <= 1 and np.isfinite(r["grad_error"]) for r in records)
     sizes = {(r["task"], r["memory_fraction"]): r["memory_size"] for r in records if r["method"] == "kprior"}

@@ -1,5 +1,6 @@
 """Models: shapes and dtypes, torchvision parameter counts, polynomial features, GLM, BatchNorm sync."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -55,8 +56,8 @@ def test_init_and_apply_shapes_and_dtypes(name, dtype):
     # Same shapes and dtypes as the initial batch_stats; {} for models without BatchNorm.
     spec = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
     assert spec(dict(mutated)) == spec({k: v for k, v in variables.items() if k != "params"})
-    for out in (logits, eval_logits):
-        assert out.shape == (4, 5) and out.dtype == jnp.float32
+    chex.assert_shape([logits, eval_logits], (4, 5))
+    chex.assert_type([logits, eval_logits], jnp.float32)
     # Every layer computes in the compute dtype; only the returned logits are float32.
     layers = {k: v for k, v in intermediates["intermediates"].items() if k != "__call__"}
     assert layers and all(leaf.dtype == jnp.dtype(dtype) for leaf in jax.tree.leaves(layers))
@@ -182,13 +183,14 @@ def test_batch_norm_statistics_per_device_or_synced():
     global_logits, global_stats = _train_apply(local, variables, x)
     logits, stats = _sharded_train_apply(synced, variables, x)
     close(logits, global_logits)
-    jax.tree.map(close, stats, global_stats["batch_stats"])
+    chex.assert_trees_all_close(stats, global_stats["batch_stats"], rtol=1e-4, atol=1e-5)
 
     logits, stats = _sharded_train_apply(local, variables, x)
     assert not np.allclose(logits, global_logits, rtol=1e-3, atol=1e-3)
     chunks = [_train_apply(local, variables, chunk) for chunk in jnp.split(x, 8)]
     close(logits, jnp.concatenate([c[0] for c in chunks]))
-    jax.tree.map(lambda s, *cs: close(s, np.mean(cs, axis=0)), stats, *[c[1]["batch_stats"] for c in chunks])
+    chunk_mean = jax.tree.map(lambda *cs: np.mean(cs, axis=0), *[c[1]["batch_stats"] for c in chunks])
+    chex.assert_trees_all_close(stats, chunk_mean, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -212,7 +214,8 @@ def test_lenet_logits_and_no_batch_stats():
     variables = model.init(jax.random.PRNGKey(1), x)
     assert set(variables) == {"params"}
     logits = model.apply(variables, x)
-    assert logits.shape == (2, 10) and logits.dtype == jnp.float32
+    chex.assert_shape(logits, (2, 10))
+    chex.assert_type(logits, jnp.float32)
     # (B, H, W) inputs get a channel axis.
     np.testing.assert_allclose(model.apply(variables, x[..., 0]), logits, rtol=1e-6, atol=1e-6)
 

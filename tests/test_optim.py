@@ -1,5 +1,6 @@
 """Optimiser factory: LR scaling rules, schedules, weight-decay masks, PyTorch-style SGD."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,8 +66,7 @@ def test_momentum_sgd_matches_pytorch_update_rule():
         buf_w = 0.9 * buf_w + (np.array([[0.3, 0.1]]) + 0.01 * w)
         buf_b = 0.9 * buf_b + np.array([0.2])
         w, b = w - 0.1 * buf_w, b - 0.1 * buf_b
-    np.testing.assert_allclose(params["kernel"], w, rtol=1e-6)
-    np.testing.assert_allclose(params["bias"], b, rtol=1e-6)
+    chex.assert_trees_all_close(params, {"kernel": w, "bias": b}, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name, lr", [("sgd", 0.05), ("momentum", 0.05), ("nesterov", 0.05), ("adamw", 0.05),

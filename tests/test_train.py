@@ -1,19 +1,20 @@
 """The trainer: device-count invariance, exact resume, exact evaluation, non-finite stops."""
 
 import json
-import os
-import signal
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxlab import data, models, parallel
-from jaxlab.train import NonFiniteLossError, create_train_state, evaluate, make_eval_step, train_and_evaluate
+from jaxlab.errors import ConfigError
+from jaxlab.train import (Extension, NonFiniteLossError, RunInfo, create_train_state, evaluate, loss_term,
+                          make_eval_step, train_and_evaluate)
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.optim import create_optimizer
-from tests.helpers import blobs_dataset, tiny_config
+from tests.helpers import blobs_dataset, sigterm_at, tiny_config
 
 
 def _params(result):
@@ -46,30 +47,11 @@ def test_resume_after_max_steps_matches_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(full["predictions"], resumed["predictions"])
 
 
-class _SigtermAt:
-    """A data source that sends this process SIGTERM when batch number `at` is fetched."""
-
-    def __init__(self, source, at):
-        self.source, self.at, self.calls = source, at, 0
-
-    def __len__(self):
-        return len(self.source)
-
-    def __getitems__(self, indices):
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return self.source.__getitems__(indices)
-
-
 def test_sigterm_checkpoints_and_resume_is_exact(tmp_path):
     config = tiny_config(**{"training.num_train_steps": 8})
     dataset = blobs_dataset()
     full = train_and_evaluate(config, str(tmp_path / "full"), dataset=dataset)
-    preempted_data = data.Dataset(name="blobs", train=_SigtermAt(dataset.train, 3), test=dataset.test,
-                                  num_classes=dataset.num_classes, image_shape=dataset.image_shape,
-                                  class_names=dataset.class_names)
-    stopped = train_and_evaluate(config, str(tmp_path / "pre"), dataset=preempted_data)
+    stopped = train_and_evaluate(config, str(tmp_path / "pre"), dataset=sigterm_at(dataset, 3))
     assert stopped["preempted"] and 0 < stopped["step"] < 8
     assert Checkpointer(str(tmp_path / "pre")).latest_step() == stopped["step"]
     resumed = train_and_evaluate(config, str(tmp_path / "pre"), dataset=dataset)
@@ -127,13 +109,13 @@ def test_outputs_written_to_workdir(tmp_path):
     np.testing.assert_array_equal(saved["predictions"], result["predictions"])
 
 
-def test_extra_loss_and_augment_hooks_are_used(tmp_path):
-    """An extra loss that pulls params to zero shrinks them; an augment that zeros images changes training."""
+def test_extension_loss_and_augment_hooks_are_used(tmp_path):
+    """An extension's loss term that pulls params to zero shrinks them; an augment that zeros images changes
+    training."""
     config = tiny_config(**{"optimizer.weight_decay": 0.0})
     plain = _params(train_and_evaluate(config, str(tmp_path / "plain")))
-    shrink = _params(train_and_evaluate(
-        config, str(tmp_path / "shrink"),
-        extra_loss=lambda params, batch, rng: 10.0 * sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))))
+    l2 = lambda params, batch, rng, inputs: 10.0 * sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))  # noqa
+    shrink = _params(train_and_evaluate(config, str(tmp_path / "shrink"), extensions=[loss_term("l2", l2)]))
     norm = lambda tree: sum(float(np.sum(x ** 2)) for x in jax.tree.leaves(tree))  # noqa: E731
     assert norm(shrink) < 0.5 * norm(plain)
     seen_keys = []
@@ -178,14 +160,51 @@ def test_bfloat16_training_and_tensorboard(tmp_path):
     assert events and events[0].stat().st_size > 0
 
 
-def test_extra_loss_sees_the_step(tmp_path):
-    """extra_loss gets batch["step"] (for coefficient schedules): here a loss of 100 * step shows in the log."""
+def test_extension_loss_sees_the_step(tmp_path):
+    """A loss term gets batch["step"] (for coefficient schedules): here a loss of 100 * step shows in the log."""
     config = tiny_config(**{"training.num_train_steps": 3, "log_every_steps": 1})
-    steps_seen = lambda params, batch, rng: 100.0 * batch["step"].astype(jnp.float32)  # noqa: E731
-    train_and_evaluate(config, str(tmp_path / "run"), extra_loss=steps_seen)
+    steps_seen = lambda params, batch, rng, inputs: 100.0 * batch["step"].astype(jnp.float32)  # noqa: E731
+    train_and_evaluate(config, str(tmp_path / "run"), extensions=[loss_term("steps", steps_seen)])
     with open(tmp_path / "run" / "train.jsonl") as f:
         losses = [json.loads(line)["loss"] for line in f]
     assert len(losses) == 3 and all(90 < b - a < 110 for a, b in zip(losses, losses[1:]))
+
+
+def test_extensions_wrap_the_model_pass_jit_inputs_report_metrics_and_finish(tmp_path):
+    """One extension point: a wrapped model is trained, a loss term reads its own jit inputs, param metrics are
+    logged, and finish writes a file and its summary entry; later extensions see the model wrapped before."""
+    config = tiny_config(**{"training.num_train_steps": 2, "log_every_steps": 1})
+    seen_models = []
+
+    class Doubled(nn.Module):
+        base: nn.Module
+
+        @nn.compact
+        def __call__(self, x, train=False):
+            return 2.0 * self.base(x, train=train)
+
+    def wrap(info: RunInfo) -> Extension:
+        return Extension("wrap", model=Doubled(info.model))
+
+    def weighted(info: RunInfo) -> Extension:
+        seen_models.append(type(info.model).__name__)
+
+        def finish(workdir, state, write):
+            if write:
+                (tmp_path / "finished.txt").write_text(str(int(state.step)))
+            return {"steps": int(state.step)}
+
+        return Extension("weighted", loss=lambda params, batch, rng, inputs: inputs["weight"] * 1.0,
+                         loss_inputs={"weight": np.float32(7.0)},
+                         param_metrics=lambda params: {"num_leaves": jnp.float32(len(jax.tree.leaves(params)))},
+                         finish=finish)
+
+    result = train_and_evaluate(config, str(tmp_path / "run"), extensions=[wrap, weighted])
+    assert seen_models == ["Doubled"]
+    assert result["weighted"] == {"steps": 2} and (tmp_path / "finished.txt").read_text() == "2"
+    with open(tmp_path / "run" / "train.jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    assert all(abs(r["loss"] - r["task_loss"] - 7.0) < 1e-4 and r["num_leaves"] == 4 for r in lines)
 
 
 def test_training_can_start_from_given_variables(tmp_path):
@@ -222,7 +241,6 @@ def test_head_logits_restrict_the_softmax_to_the_labels_task():
 def test_task_incremental_heads_in_training_and_evaluation(tmp_path):
     """training.head_size 5 on the 10 digits: evaluation predicts every example within its label's head (so the
     confusion matrix is block-diagonal) and a head size that does not divide the classes is a ConfigError."""
-    from jaxlab.config import ConfigError
     result = train_and_evaluate(tiny_config(**{"training.head_size": 5}), str(tmp_path / "heads"))
     assert np.all(result["predictions"] // 5 == result["labels"] // 5)
     with pytest.raises(ConfigError, match="training.head_size"):

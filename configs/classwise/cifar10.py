@@ -1,7 +1,8 @@
 """Class-level effects of random-resized-crop strength on CIFAR-10 (ResNet-18; GPU scale, CPU possible).
 
-    python -m jaxlab.main --config=configs/classwise/cifar10.py --workdir=workdirs/classwise_cifar10 \
-        --config.data.path=/path/to/cifar10_jpg.tar.gz   # {train,test}/<class>/*.jpg; ../shared/data if present
+    JAXLAB_DATA_DIR=/path/to/datasets python -m jaxlab.main --config=configs/classwise/cifar10.py \
+        --workdir=workdirs/classwise_cifar10   # its cifar10_jpg/cifar10_jpg.tar.gz: {train,test}/<class>/*.jpg
+    # or --config.data.dir=/path/to/folder/of/the/tarball, or --config.data.path=/path/to/cifar10_jpg.tar.gz
 
 CIFAR ResNet-18, 60 epochs per run (SGD momentum 0.9, lr 0.1, weight decay 5e-4, cosine), RRC at
 s = 0.08, 0.2, 0.4, 0.6, 0.8, 1.0 plus random flips, 3 seeds (18 runs + 3 intervention runs). Cost: about
@@ -11,19 +12,13 @@ best s with the JPEG-re-encoded copy (not exactly comparable to papers); cat / d
 the classic fine-grained pairs (grouped below).
 """
 
-import os
-
-from jaxlab.config import base_config
-
-_SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+from jaxlab.config import EVAL_FINAL_ONLY
+from jaxlab.experiments import base_config
 
 
 def get_config():
-    config = base_config()
-    config.experiment = "augmentation_sweep"
+    config = base_config("augmentation_sweep")
     config.data.source = "cifar10_jpg"
-    tarball = os.path.join(_SHARED, "cifar10_jpg", "cifar10_jpg.tar.gz")
-    config.data.path = tarball if os.path.exists(tarball) else ""
     config.model.name = "resnet18_cifar"
     config.training.batch_size = 128
     config.training.num_epochs = 60
@@ -39,6 +34,6 @@ def get_config():
     config.sweep.seeds = (0, 1, 2)
     # airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck: cat/dog, automobile/truck, deer/horse
     config.classwise.class_groups = (0, 1, 2, 3, 4, 3, 5, 4, 6, 1)
-    config.eval_every_steps = 10**9
+    config.eval_every_steps = EVAL_FINAL_ONLY  # evaluate once, after the last step
     config.log_every_steps = 100
     return config

@@ -9,7 +9,8 @@ run on one H100-class GPU (~14 GPU-hours). The 20 superclasses are the class hie
 (maple / oak / palm / pine / willow, ...) are the fine-grained candidates. Expect about 76-78% average accuracy.
 """
 
-from jaxlab.config import base_config
+from jaxlab.config import EVAL_FINAL_ONLY
+from jaxlab.experiments import base_config
 
 # CIFAR-100 fine label -> coarse label (superclass), in tfds / the original dataset's label order.
 CIFAR100_SUPERCLASS = (4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15,
@@ -19,8 +20,7 @@ CIFAR100_SUPERCLASS = (4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9
 
 
 def get_config():
-    config = base_config()
-    config.experiment = "augmentation_sweep"
+    config = base_config("augmentation_sweep")
     config.data.source = "tfds"
     config.data.name = "cifar100"
     config.model.name = "resnet18_cifar"
@@ -38,6 +38,6 @@ def get_config():
     config.sweep.seeds = (0, 1, 2)
     config.classwise.class_groups = CIFAR100_SUPERCLASS
     config.classwise.intervention_pairs = 5
-    config.eval_every_steps = 10**9
+    config.eval_every_steps = EVAL_FINAL_ONLY  # evaluate once, after the last step
     config.log_every_steps = 100
     return config

@@ -1,7 +1,7 @@
 """Class-level effects of random-resized-crop strength on Fashion-MNIST (CPU scale).
 
-    python -m jaxlab.main --config=configs/classwise/fashion_mnist.py --workdir=workdirs/classwise_fmnist \
-        --config.data.dir=/path/to/fashion_mnist      # the 4 IDX .gz files; defaults to ../shared/data if present
+    JAXLAB_DATA_DIR=/path/to/datasets python -m jaxlab.main --config=configs/classwise/fashion_mnist.py \
+        --workdir=workdirs/classwise_fmnist   # the 4 IDX .gz files in its fashion_mnist/ (or --config.data.dir=...)
 
 A small CNN (width 8: XLA's CPU convolutions at 28x28 run at ~700 images/s here), 3 epochs per run, at
 RRC scale lower bounds s = 0.08, 0.3, 1.0 (strong -> none) x 2 seeds, then the analysis (affected classes,
@@ -13,18 +13,13 @@ the default no-crop intervention hurt the untreated classes (try --config.classw
 (--config.sweep.seeds='(0,1,2,3,4)' --config.training.num_epochs=20 --config.model.width=32) on a GPU.
 """
 
-import os
-
-from jaxlab.config import base_config
-
-_SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+from jaxlab.config import EVAL_FINAL_ONLY
+from jaxlab.experiments import base_config
 
 
 def get_config():
-    config = base_config()
-    config.experiment = "augmentation_sweep"
+    config = base_config("augmentation_sweep")
     config.data.source = "fashion_mnist"
-    config.data.dir = os.path.join(_SHARED, "fashion_mnist") if os.path.isdir(_SHARED) else ""
     config.model.name = "cnn"
     config.model.width = 8
     config.training.batch_size = 128
@@ -41,6 +36,6 @@ def get_config():
     # average (s* would be 1.0 and nothing could be "hurt"); the paper's rule is reference_strength = 0.
     config.classwise.reference_strength = 0.08
     config.classwise.intervention_pairs = 2
-    config.eval_every_steps = 10**9
+    config.eval_every_steps = EVAL_FINAL_ONLY  # evaluate once, after the last step
     config.log_every_steps = 50
     return config

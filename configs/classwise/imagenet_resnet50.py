@@ -16,12 +16,12 @@ intervention runs; on 8 GPUs each run takes under an hour. Expected: ~76-77% top
 lower at s = 1; ReaL accuracy ~83%; single classes (e.g. barn spider) drop by up to 20 points with strong crops.
 """
 
-from jaxlab.config import base_config
+from jaxlab.config import EVAL_FINAL_ONLY
+from jaxlab.experiments import base_config
 
 
 def get_config():
-    config = base_config()
-    config.experiment = "augmentation_sweep"
+    config = base_config("augmentation_sweep")
     config.data.source = "tfds"
     config.data.name = "imagenet2012"
     config.data.eval_split = "validation"
@@ -45,7 +45,7 @@ def get_config():
     config.sweep.seeds = (0, 1, 2)
     config.classwise.intervention_pairs = 10
     config.eval_batch_size = 1024
-    config.eval_every_steps = 10**9
+    config.eval_every_steps = EVAL_FINAL_ONLY  # evaluate once, after the last step
     config.log_every_steps = 100
     config.checkpoint_every_steps = 2000
     return config

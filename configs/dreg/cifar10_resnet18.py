@@ -6,10 +6,11 @@
     #   dreg  replicate the classifier, lambda cos(W1, W2)^2 with lambda = 1e-2 (--config.dreg.coefficient=...)
     #   sqrt  square-root instead of linear LR scaling
     #   lars  LARS (BN and bias masked out of the trust ratio and weight decay) instead of Nesterov
-    # data: config.data.path = the cifar10_jpg tarball ({train,test}/<class>/*.jpg; ../shared/data if present)
+    # data: JAXLAB_DATA_DIR=/path/to/datasets (with cifar10_jpg/cifar10_jpg.tar.gz) before `python`, or
+    #   --config.data.dir=/path/to/folder/of/the/tarball, or --config.data.path=/path/to/cifar10_jpg.tar.gz
 
-Recipe (control B3 of /work/shared/notes/dreg.md; the same for every batch size): CIFAR ResNet-18, 200 epochs,
-Nesterov momentum 0.9, lr 0.1 x (batch / 128) (linear; `sqrt`: x sqrt(batch / 128)) with a 5-epoch linear
+Recipe (control B3 of the DReg study, tuned large-batch SGD; the same for every batch size): CIFAR ResNet-18,
+200 epochs, Nesterov momentum 0.9, lr 0.1 x (batch / 128) (linear; `sqrt`: x sqrt(batch / 128)) with a 5-epoch linear
 warm-up (Goyal et al. 2017) and cosine decay to 0, weight decay 5e-4 on kernels only, pad-4 random crop + flip,
 bfloat16 compute with float32 parameters, per-device BatchNorm statistics. LARS: trust coefficient 1e-3 and
 lr 1.0 x (batch / 1024) as a starting point, to be tuned (`--config.optimizer.learning_rate`); LARS has no
@@ -26,11 +27,8 @@ a loss of 1-4 points against batch 128. DReg's claim is that it closes part of t
 runs (this config without `dreg`, with `sqrt`, with `lars`) are what it must beat.
 """
 
-import os
+from jaxlab.experiments import base_config
 
-from jaxlab.config import base_config
-
-_SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 _MEAN_STD = "mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.243, 0.261)"
 BATCH_SIZES = (128, 1024, 4096, 8192)
 OPTIONS = ("dreg", "sqrt", "lars")
@@ -41,11 +39,8 @@ def get_config(arg: str = "4096"):
     if not batch.isdigit() or int(batch) not in BATCH_SIZES or set(options) - set(OPTIONS):
         raise ValueError(f"configs/dreg/cifar10_resnet18.py:{arg}: give a batch size in {BATCH_SIZES}, "
                          f"optionally followed by any of {OPTIONS}, e.g. ':4096,dreg'")
-    config = base_config()
-    config.experiment = "train"
+    config = base_config("train")
     config.data.source = "cifar10_jpg"
-    tarball = os.path.join(_SHARED, "cifar10_jpg", "cifar10_jpg.tar.gz")
-    config.data.path = tarball if os.path.exists(tarball) else ""
     config.model.name = "resnet18_cifar"
     config.model.dtype = "bfloat16"
     config.training.batch_size = int(batch)

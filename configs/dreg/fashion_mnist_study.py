@@ -1,14 +1,14 @@
 """DReg vs its controls on Fashion-MNIST at batch 128 / 4096 / 8192, sized for a 2-core CPU (experiment "dreg_study").
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m jaxlab.main \\
-        --config=configs/dreg/fashion_mnist_study.py --workdir=workdirs/dreg_fashion_mnist \\
-        --config.data.dir=/path/to/fashion_mnist   # the 4 IDX .gz files; defaults to ../shared/data if present
+    JAXLAB_DATA_DIR=/path/to/datasets XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m jaxlab.main \\
+        --config=configs/dreg/fashion_mnist_study.py --workdir=workdirs/dreg_fashion_mnist
+    # the 4 IDX .gz files in $JAXLAB_DATA_DIR/fashion_mnist/ (or --config.data.dir=/path/to/fashion_mnist)
 
 On an oversubscribed CPU the simulated devices' all-reduce can wait longer than XLA's default limit and abort
 the process ("AwaitAndLogIfStuck"); add --xla_cpu_collective_call_terminate_timeout_seconds=7200 and
 --xla_cpu_collective_timeout_seconds=7200 to XLA_FLAGS there (the run here did).
 
-Writes results.json and convergence.png (jaxlab.dreg.study). Sizes: images resized to 14x14, the first
+Writes results.json and convergence.png (jaxlab.experiments.dreg_study). Sizes: images resized to 14x14, the first
 16,384 training images (8,192 x 2, so batch 8192 takes 2 steps per epoch), the next 4,096 as the validation
 split for the tuned methods, the first 5,000 test images; CNN width 4 (conv 4-8-8, BN, global pool,
 Dense 8 -> 10: the replicated classifier); 3 epochs at every batch size (384 / 12 / 6 steps); 3 seeds;
@@ -33,18 +33,12 @@ and the 54 grid runs, compilation included; first-of-a-kind runs 20-80 s, cached
 every batch size; the copy's gain at batch 128 is matched by B1; at 4096 / 8192 nothing trains well in 12 / 6 steps.
 """
 
-import os
-
-from jaxlab.config import base_config
-
-_SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+from jaxlab.experiments import base_config
 
 
 def get_config():
-    config = base_config()
-    config.experiment = "dreg_study"
+    config = base_config("dreg_study")
     config.data.source = "fashion_mnist"
-    config.data.dir = os.path.join(_SHARED, "fashion_mnist") if os.path.isdir(_SHARED) else ""
     config.data.image_size = 14
     config.model.name = "cnn"
     config.model.width = 4

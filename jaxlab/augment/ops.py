@@ -5,10 +5,14 @@ vmaps them over the batch. Every numeric parameter may be a traced scalar (a per
 strength), so parameters only enter through jnp.where / masks; sizes and paddings that set
 array shapes are static Python ints. Deterministic ops take no key. Batch ops (mixup, cutmix)
 take the local batch and its (B, K) soft targets and mix both.
+
+Input ranks are checked with chex (static shapes, so also under jit and vmap): a per-example op
+given a batch would otherwise flip or crop the wrong axes silently.
 """
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -35,11 +39,13 @@ def _random_flip(key: jax.Array, image: jax.Array, p, axis: int) -> jax.Array:
 
 def random_flip_left_right(key: jax.Array, image: jax.Array, *, p=0.5) -> jax.Array:
     """torchvision RandomHorizontalFlip: mirror the width axis with probability p (U[0, 1) < p)."""
+    chex.assert_rank(image, 3)
     return _random_flip(key, image, p, axis=1)
 
 
 def random_flip_up_down(key: jax.Array, image: jax.Array, *, p=0.5) -> jax.Array:
     """torchvision RandomVerticalFlip: mirror the height axis with probability p."""
+    chex.assert_rank(image, 3)
     return _random_flip(key, image, p, axis=0)
 
 
@@ -52,6 +58,7 @@ def pad_and_random_crop(key: jax.Array, image: jax.Array, *, padding: int = 4, m
     {padding - m .. padding + m} with m = round(max_shift) clipped to [0, padding] (traced allowed;
     default m = padding, i.e. torchvision's {0 .. 2 padding}); m = 0 returns the image unchanged.
     """
+    chex.assert_rank(image, 3)
     height, width, channels = image.shape
     padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)), mode=mode)
     shift = padding if max_shift is None else jnp.clip(jnp.round(max_shift), 0, padding).astype(jnp.int32)
@@ -140,23 +147,38 @@ def color_jitter(key: jax.Array, image: jax.Array, *, brightness=0.4, contrast=0
     position and the blends' order separately runs hue once and six cheap masked blends
     (the three blend slots before hue and after it).
     """
+    chex.assert_rank(image, 3)
     return _jitter_apply(image, *_jitter_params(key, brightness, contrast, saturation, hue))
 
 
 def random_grayscale(key: jax.Array, image: jax.Array, *, p=0.1) -> jax.Array:
     """torchvision RandomGrayscale: with probability p every channel becomes the luma (C is kept)."""
+    chex.assert_rank(image, 3)
     gray = jnp.broadcast_to(grayscale(image), image.shape)
     return jnp.where(jax.random.uniform(key) < p, gray, image)
 
 
+def _channel_stats(image: jax.Array, mean, std) -> tuple[jax.Array, jax.Array]:
+    """mean and std as arrays of image.dtype, checked to be scalars or of length 1 or C: a (C, 1) mean, or
+    a length-3 mean on a one-channel image, would otherwise broadcast into a wrong shape silently."""
+    stats = [jnp.asarray(mean, image.dtype), jnp.asarray(std, image.dtype)]
+    chex.assert_rank(stats, {0, 1})
+    for value in stats:
+        if value.ndim and value.shape[0] != 1:
+            chex.assert_axis_dimension(image, -1, value.shape[0])
+    return stats[0], stats[1]
+
+
 def normalize(image: jax.Array, *, mean, std) -> jax.Array:
     """Per-channel (x - mean) / std; mean and std are scalars or length-C sequences."""
-    return (image - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
+    mean, std = _channel_stats(image, mean, std)
+    return (image - mean) / std
 
 
 def denormalize(image: jax.Array, *, mean, std) -> jax.Array:
     """Inverse of normalize: x std + mean."""
-    return image * jnp.asarray(std, image.dtype) + jnp.asarray(mean, image.dtype)
+    mean, std = _channel_stats(image, mean, std)
+    return image * std + mean
 
 
 def center_crop_and_resize(image: jax.Array, *, size: int, crop_ratio: float = 0.875) -> jax.Array:
@@ -169,6 +191,7 @@ def center_crop_and_resize(image: jax.Array, *, size: int, crop_ratio: float = 0
     """
     if not 0 < crop_ratio <= 1:
         raise ValueError(f"crop_ratio must be in (0, 1], got {crop_ratio}")
+    chex.assert_rank(image, 3)
     height, width, channels = image.shape
     short = round(size / crop_ratio)
     if height <= width:
@@ -189,12 +212,19 @@ def _mix_weight(key: jax.Array, alpha) -> jax.Array:
     return jnp.where(on, jax.random.beta(key, safe_alpha, safe_alpha), 1.0)
 
 
+def _check_batch(images: jax.Array, targets: jax.Array) -> None:
+    """(B, H, W, C) images and (B, K) targets: a rank or batch mismatch would broadcast in the mix."""
+    chex.assert_rank([images, targets], [4, 2])
+    chex.assert_equal_shape_prefix([images, targets], 1)
+
+
 def mixup(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=0.2) -> tuple[jax.Array, jax.Array]:
     """mixup (Zhang et al. 2018): x = lam x + (1 - lam) x', y likewise, one lam ~ Beta(alpha, alpha) per batch.
 
     The partner x' of example i is example B - 1 - i (the batch reversed, as timm): no gather and
     no extra randomness; with odd B the middle example is mixed with itself. alpha = 0: identity.
     """
+    _check_batch(images, targets)
     lam = _mix_weight(key, alpha)
     return ((lam * images + (1.0 - lam) * images[::-1]).astype(images.dtype),
             (lam * targets + (1.0 - lam) * targets[::-1]).astype(targets.dtype))
@@ -208,6 +238,7 @@ def cutmix(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=1.0) 
     clipped to the image. Targets use the clipped box: lam' = 1 - box_area / (H W), y = lam' y + (1 - lam') y'.
     Partner: the batch reversed (as mixup). alpha = 0: identity.
     """
+    _check_batch(images, targets)
     _, height, width, _ = images.shape
     lam_key, centre_key = jax.random.split(key)
     sides = jnp.array([height, width])

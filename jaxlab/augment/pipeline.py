@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.augment import ops, rrc
-from jaxlab.config import ConfigError
+from jaxlab.errors import ConfigError
 from jaxlab.registry import Registry
 
 EXAMPLE, BATCH, DETERMINISTIC = "example", "batch", "deterministic"

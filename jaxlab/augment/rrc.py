@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,6 +67,7 @@ def random_resized_crop(key, image, *, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 
     split(key). On the 2-tap path the flip reverses the column sample coordinates, so it costs
     nothing (a separate flip is another full pass over the image). Returns float32 (out_h, out_w, C).
     """
+    chex.assert_rank(image, 3)  # one (H, W, C) image: vmap it over a batch
     out_h, out_w = (size, size) if np.ndim(size) == 0 else tuple(size)
     height, width, channels = image.shape
     flip = False

@@ -1,7 +1,7 @@
 """The class-level augmentation study: per-class measurement, affected classes, confusions, categories.
 
 Pure functions on arrays of labels and predictions (metrics, affected, confusion, categories,
-analysis) usable in a notebook; the sweep, the intervention and the report (jaxlab.classwise.sweep)
+analysis, intervention) usable in a notebook; the sweep and its report (jaxlab.experiments.augmentation_sweep)
 are the runner around them.
 """
 

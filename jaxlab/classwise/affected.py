@@ -17,6 +17,7 @@ With multi-labels, the part of the drop that multi-label (ReaL) scoring explains
 
 from __future__ import annotations
 
+import chex
 import numpy as np
 from scipy import stats
 
@@ -24,8 +25,13 @@ CORRECTIONS = ("none", "bonferroni")
 
 
 def seed_mean_variance(accuracy: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Seed means m[s, k] and the variance of one seed's accuracy v[s, k] (see module docstring)."""
+    """Seed means m[s, k] and the variance of one seed's accuracy v[s, k] (see module docstring).
+
+    accuracy (S, R, K); n (K,) (or a scalar: the same count for every class)."""
     accuracy = np.asarray(accuracy, np.float64)
+    chex.assert_rank(accuracy, 3)
+    if np.ndim(n):
+        chex.assert_shape(np.asarray(n), accuracy.shape[2:])
     seeds = accuracy.shape[1]
     mean = np.nanmean(accuracy, axis=1)
     n = np.maximum(np.asarray(n, np.float64), 1.0)
@@ -47,8 +53,14 @@ def affected_classes(per_class_accuracy, average_accuracy, n, *, alpha: float = 
     if correction not in CORRECTIONS:
         raise ValueError(f"correction={correction!r}; choose one of {CORRECTIONS}")
     acc = np.asarray(per_class_accuracy, np.float64)
+    average_accuracy = np.asarray(average_accuracy, np.float64)
+    chex.assert_rank([acc, average_accuracy, np.asarray(n)], [3, 2, 1])
+    chex.assert_shape(average_accuracy, acc.shape[:2])
+    chex.assert_shape(np.asarray(n), acc.shape[2:])
+    if multilabel_accuracy is not None:
+        chex.assert_shape(np.asarray(multilabel_accuracy), acc.shape)
     strengths, seeds, num_classes = acc.shape
-    best_average = int(np.argmax(np.nanmean(np.asarray(average_accuracy, np.float64), axis=1)))
+    best_average = int(np.argmax(np.nanmean(average_accuracy, axis=1)))
     reference = best_average if reference_index is None else int(reference_index)
     mean, var = seed_mean_variance(acc, n)
     ml_mean = None if multilabel_accuracy is None else np.nanmean(np.asarray(multilabel_accuracy, np.float64), axis=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import chex
 import numpy as np
 
 from jaxlab.classwise.metrics import usable_multilabel
@@ -31,6 +32,8 @@ def colabel_matrix(labels, label_sets, num_classes: int) -> np.ndarray:
     """
     labels = np.asarray(labels)
     label_sets = np.asarray(label_sets, bool)
+    chex.assert_rank([labels, label_sets], [1, 2])
+    chex.assert_equal_shape_prefix([labels, label_sets], 1)
     rows, cols = np.nonzero(label_sets)  # empty sets contribute nothing: the empty-set rule
     counts = np.bincount(labels[rows] * num_classes + cols, minlength=num_classes * num_classes)
     n = np.bincount(labels[usable_multilabel(label_sets)], minlength=num_classes)
@@ -42,6 +45,7 @@ def pair_category(k: int, l: int, *, colabel: np.ndarray | None = None, groups: 
                   symmetric_threshold: float = 0.2, cooccurrence_threshold: float = 0.2) -> str:
     """The category of the pair (k, l) by the rules of the module docstring."""
     if colabel is not None:
+        chex.assert_rank(np.asarray(colabel), 2)
         forward, backward = np.nan_to_num(colabel[k, l]), np.nan_to_num(colabel[l, k])
         if min(forward, backward) >= symmetric_threshold:
             return AMBIGUOUS
@@ -56,6 +60,7 @@ def top_pairs(colabel: np.ndarray, *, count: int | None = 20, min_value: float =
     """Off-diagonal pairs (k, l, P[k, l]) with P > 0 and P >= min_value, largest first (ties in (k, l)
     order); the first `count` (None: all)."""
     values = np.nan_to_num(np.asarray(colabel, np.float64), nan=-1.0).copy()
+    chex.assert_rank(values, 2)
     np.fill_diagonal(values, -1.0)
     flat = values.ravel()
     keep = np.flatnonzero((flat > 0) & (flat >= min_value))

@@ -8,20 +8,29 @@ the pair's joint accuracy P(pred in {k, l*} | y = k) stays roughly flat.
 
 from __future__ import annotations
 
+import chex
 import numpy as np
 
 from jaxlab.classwise.metrics import mean_and_ci
 
 
+def _check_square(confusion: np.ndarray, ranks) -> None:
+    """(..., K, K) of one of the given ranks."""
+    chex.assert_rank(confusion, ranks)
+    chex.assert_axis_dimension(confusion, -2, confusion.shape[-1])
+
+
 def confusion_rates(confusion) -> np.ndarray:
     """Row-normalised confusion: rates[..., k, l] = C[..., k, l] / sum_l C[..., k, l] (NaN for empty rows)."""
     confusion = np.asarray(confusion, np.float64)
+    _check_square(confusion, {2, 3, 4})
     with np.errstate(invalid="ignore", divide="ignore"):
         return confusion / confusion.sum(axis=-1, keepdims=True)
 
 
 def confusion_partner(confusions, k: int, *, at: int) -> int:
     """l* = argmax_{l != k} of the seed-mean c_k(l) at strength index `at`; confusions (S, R, K, K)."""
+    _check_square(np.asarray(confusions), 4)
     rates = np.nanmean(confusion_rates(confusions)[at, :, k, :], axis=0)
     rates[k] = -np.inf
     return int(np.argmax(rates))
@@ -30,6 +39,7 @@ def confusion_partner(confusions, k: int, *, at: int) -> int:
 def partner_curves(confusions, k: int, partner: int) -> dict[str, list]:
     """Per strength (seed mean and CI half-width): c_k(partner), FP_partner, and the pair's joint accuracy."""
     confusions = np.asarray(confusions, np.float64)
+    _check_square(confusions, 4)  # (S, R, K, K)
     rates = confusion_rates(confusions)
     fp = confusions[..., :, partner].sum(axis=-1) - confusions[..., partner, partner]  # (S, R)
     curves = {}

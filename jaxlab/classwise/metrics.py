@@ -1,18 +1,37 @@
 """Per-class measurements from labels and predictions (pure numpy; usable in a notebook).
 
 Shapes: labels (N,), predictions (..., N) — any leading axes (strength, seed) are kept, so a
-whole sweep's predictions (S, R, N) are scored at once. K = num_classes.
+whole sweep's predictions (S, R, N) are scored at once. K = num_classes. label_sets (N, K) bool.
+The ranks and the shared N are asserted (chex; AssertionError): a mismatch would otherwise broadcast.
 """
 
 from __future__ import annotations
 
+import chex
 import numpy as np
 from scipy import stats
+
+
+def _check_labels(labels, predictions) -> None:
+    """labels (N,) and predictions (..., N)."""
+    chex.assert_rank(labels, 1)
+    chex.assert_axis_dimension(predictions, -1, labels.shape[0])
+
+
+def _check_label_sets(label_sets, predictions=None, labels=None) -> None:
+    """label_sets (N, K), predictions (..., N) and labels (N,) where given."""
+    chex.assert_rank(label_sets, 2)
+    if predictions is not None:
+        chex.assert_axis_dimension(predictions, -1, label_sets.shape[0])
+    if labels is not None:
+        chex.assert_rank(labels, 1)
+        chex.assert_equal_shape_prefix([labels, label_sets], 1)
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
     """C[..., k, l] = #{i : y_i = k, pred_i = l}."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
+    _check_labels(labels, predictions)
     lead = predictions.shape[:-1]
     flat = predictions.reshape(-1, predictions.shape[-1])
     index = labels[None, :] * num_classes + flat
@@ -22,7 +41,9 @@ def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
 
 def class_counts(labels, num_classes: int) -> np.ndarray:
     """n_k = #{i : y_i = k}."""
-    return np.bincount(np.asarray(labels), minlength=num_classes)
+    labels = np.asarray(labels)
+    chex.assert_rank(labels, 1)
+    return np.bincount(labels, minlength=num_classes)
 
 
 def per_class_accuracy(labels, predictions, num_classes: int) -> np.ndarray:
@@ -41,13 +62,16 @@ def false_positives(labels, predictions, num_classes: int) -> np.ndarray:
 
 def usable_multilabel(label_sets) -> np.ndarray:
     """The empty-set rule: an example counts in multi-label scoring only if its label set is non-empty."""
-    return np.asarray(label_sets, bool).any(axis=-1)
+    label_sets = np.asarray(label_sets, bool)
+    _check_label_sets(label_sets)
+    return label_sets.any(axis=-1)
 
 
 def multilabel_correct(predictions, label_sets) -> np.ndarray:
     """[pred_i in set_i] per example (..., N), False where the set is empty."""
     label_sets = np.asarray(label_sets, bool)
     predictions = np.asarray(predictions)
+    _check_label_sets(label_sets, predictions)
     return np.take_along_axis(np.broadcast_to(label_sets, predictions.shape + label_sets.shape[-1:]),
                               predictions[..., None], axis=-1)[..., 0]
 
@@ -60,7 +84,8 @@ def multilabel_accuracy(predictions, label_sets) -> np.ndarray:
 
 def per_class_multilabel_accuracy(labels, predictions, label_sets, num_classes: int) -> np.ndarray:
     """mean over examples with original label k AND a non-empty set of [pred in set]; NaN if none."""
-    labels = np.asarray(labels)
+    labels, label_sets, predictions = np.asarray(labels), np.asarray(label_sets, bool), np.asarray(predictions)
+    _check_label_sets(label_sets, predictions, labels)
     usable = usable_multilabel(label_sets)
     correct = multilabel_correct(predictions, label_sets)
     one_hot = (labels[:, None] == np.arange(num_classes)) & usable[:, None]  # (N, K)

@@ -22,7 +22,7 @@ DIR/real_cooccurrence.csv, every ordered pair with P[k, l] >= --min-p (default 0
 k,l,name_k,name_l,p_l_given_k,p_k_given_l,n_k,category, and DIR/real_top_pairs.json, the statistics
 and the top --count pairs):
 
-    python -m jaxlab.classwise.real_labels --real=/work/shared/data/imagenet_real/real.json \\
+    python -m jaxlab.classwise.real_labels --real=$JAXLAB_DATA_DIR/imagenet_real/real.json \\
         [--names=names.txt] [--out=DIR] [--count=50]
 
 Without --names the class names are the WordNet ids, except the twelve classes of the pairs quoted in

@@ -1,19 +1,17 @@
-"""Datasets (`load_dataset`, `from_arrays`) and host-side batching (`TrainBatches`, `eval_batches`)."""
+"""Datasets (`load_dataset`, `from_arrays`, the `SOURCES` registry) and host-side batching (`TrainBatches`,
+`eval_batches`).
 
+Modules, bottom up: formats (upstream file readers), dataset (Source / Dataset types), synthetic (the planted
+dataset), sources (the registry of data sources), pipeline (batching).
+"""
+
+from jaxlab.data.dataset import ArraySource, Dataset, Source, all_examples, from_arrays
 from jaxlab.data.pipeline import TrainBatches, eval_batches, num_eval_batches, to_float
-from jaxlab.data.sources import (
-    SOURCES,
-    ArraySource,
-    DataError,
-    Dataset,
-    Source,
-    TfdsSource,
-    check_data_config,
-    from_arrays,
-    load_dataset,
-)
+from jaxlab.data.sources import SOURCES, DataSource, TfdsSource, check_data_config, load_dataset
+from jaxlab.errors import DataError
 
 __all__ = [
-    "SOURCES", "ArraySource", "Dataset", "DataError", "Source", "TfdsSource", "TrainBatches",
-    "check_data_config", "eval_batches", "from_arrays", "load_dataset", "num_eval_batches", "to_float",
+    "SOURCES", "ArraySource", "DataError", "DataSource", "Dataset", "Source", "TfdsSource", "TrainBatches",
+    "all_examples", "check_data_config", "eval_batches", "from_arrays", "load_dataset", "num_eval_batches",
+    "to_float",
 ]

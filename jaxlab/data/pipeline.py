@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.data.sources import DataError, Source
+from jaxlab.data.dataset import Source
+from jaxlab.errors import DataError
 
 
 def _host_slice(global_batch_size: int, process_index: int | None, process_count: int | None) -> slice:

@@ -10,10 +10,13 @@ With a = vec W1, b = vec W2 and cos(a, b) = <a, b> / (|a| |b|):
 - "negative_squared_distance": -|a - b|^2. Under sum or mean it does not change the network's
   function at all (the module docstring of replicate.py says why); kept as a control, with a warning.
 
+Every penalty asserts (chex, static shapes) that W1 and W2 have the same shape: a mismatch would
+otherwise broadcast in the elementwise products.
+
 Every cosine has zero gradient at W1 = W2 (d cos / da = b / (|a||b|) - cos a / |a|^2 = 0
 there): initialise the copies independently.
 
-The penalty enters the trainer as an ExtraLoss, lambda(step) * penalty(W1, W2); a scheduled lambda
+The penalty enters the trainer as an extension's loss term, lambda(step) * penalty(W1, W2); a scheduled lambda
 reads batch["step"], which make_train_step supplies.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -45,12 +49,15 @@ def _cosine(a: jax.Array, b: jax.Array, axis=None) -> jax.Array:
 @PENALTIES.register("squared_cosine")
 def squared_cosine(w1: jax.Array, w2: jax.Array) -> jax.Array:
     """cos(vec W1, vec W2)^2."""
+    chex.assert_equal_shape([w1, w2])
     return _cosine(w1, w2) ** 2
 
 
 @PENALTIES.register("per_unit_squared_cosine")
 def per_unit_squared_cosine(w1: jax.Array, w2: jax.Array) -> jax.Array:
     """mean_j cos(W1[..., j], W2[..., j])^2 over the output units j (the kernel's last axis)."""
+    chex.assert_rank(w1, {2, 3, 4, 5})  # Dense (in, out) or Conv (*window, c_in, c_out): units on the last axis
+    chex.assert_equal_shape([w1, w2])
     units = lambda w: w.reshape(-1, w.shape[-1])  # noqa: E731  (fan-in, units)
     return jnp.mean(_cosine(units(w1), units(w2), axis=0) ** 2)
 
@@ -58,18 +65,21 @@ def per_unit_squared_cosine(w1: jax.Array, w2: jax.Array) -> jax.Array:
 @PENALTIES.register("cosine")
 def cosine(w1: jax.Array, w2: jax.Array) -> jax.Array:
     """cos(vec W1, vec W2)."""
+    chex.assert_equal_shape([w1, w2])
     return _cosine(w1, w2)
 
 
 @PENALTIES.register("hinge_cosine")
 def hinge_cosine(w1: jax.Array, w2: jax.Array) -> jax.Array:
     """max(cos(vec W1, vec W2), 0)."""
+    chex.assert_equal_shape([w1, w2])
     return jnp.maximum(_cosine(w1, w2), 0.0)
 
 
 @PENALTIES.register("negative_squared_distance")
 def negative_squared_distance(w1: jax.Array, w2: jax.Array) -> jax.Array:
     """-|W1 - W2|^2 (a no-op on the function under sum/mean: a control, not a regulariser)."""
+    chex.assert_equal_shape([w1, w2])
     return -jnp.sum((w1 - w2) ** 2)
 
 
@@ -104,13 +114,14 @@ def coefficient_schedule(coefficient: float, schedule: str = "constant", *, warm
 
 
 def dreg_extra_loss(path: Path, variant: str = "squared_cosine", coefficient: float | optax.Schedule = 1e-2):
-    """ExtraLoss(params, batch, rng) = lambda * penalty(W1, W2) for make_train_step / train_and_evaluate.
+    """The loss term lambda * penalty(W1, W2), `loss(params, batch, rng, inputs=None)`: a trainer extension's
+    loss (jaxlab.train.extension; it reads no inputs).
 
     `coefficient`: a float, or a schedule (e.g. coefficient_schedule(...)) evaluated at batch["step"].
     """
     penalty = penalty_function(variant)
 
-    def extra_loss(params, batch, rng):
+    def loss(params, batch, rng, inputs=None):
         if not callable(coefficient):
             weight = coefficient
         elif "step" in batch:
@@ -119,4 +130,4 @@ def dreg_extra_loss(path: Path, variant: str = "squared_cosine", coefficient: fl
             raise ValueError("a scheduled DReg coefficient needs the step: the trainer must pass batch['step']")
         return weight * dreg_penalty(params, path, penalty)
 
-    return extra_loss
+    return loss

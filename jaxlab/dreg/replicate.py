@@ -61,6 +61,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Sequence
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -130,7 +131,9 @@ def replicate_params(params: dict, copy_params: dict | None, path: Path, combine
         first = second = kernel / (2 * c)
     else:
         scale = 1.0 if init == "independent" else 1.0 / (c * math.sqrt(2.0))
-        first, second = scale * kernel, scale * _get(copy_params, keys)["kernel"]
+        copy_kernel = _get(copy_params, keys)["kernel"]
+        chex.assert_equal_shape([kernel, copy_kernel])  # W' must be a draw of the same layer
+        first, second = scale * kernel, scale * copy_kernel
     return _replace(params, keys, {**layer, "kernel_1": first, "kernel_2": second})
 
 
@@ -146,6 +149,7 @@ def fold_back(params: dict, path: Path, combine: str = "sum") -> dict:
     if not all(k in layer for k in REPLICATED_KERNELS):
         raise ValueError(f"no replicated layer at {'/'.join(keys)!r}: its params are {sorted(layer)}")
     first, second = (layer.pop(k) for k in REPLICATED_KERNELS)
+    chex.assert_equal_shape([first, second])  # a mismatch would broadcast in the sum
     return _replace(params, keys, {**layer, "kernel": COMBINES[combine] * (first + second)})
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -50,16 +51,19 @@ def _sum_per_example(values: jax.Array) -> jax.Array:
 
 def softmax_cross_entropy(targets: jax.Array, logits: jax.Array) -> jax.Array:
     """-sum_c t_c log softmax(f)_c per example; targets (N, C) one-hot or soft."""
+    chex.assert_equal_shape([targets, logits])
     return optax.softmax_cross_entropy(logits, targets)
 
 
 def sigmoid_cross_entropy(targets: jax.Array, logits: jax.Array) -> jax.Array:
     """sum over outputs of softplus(f) - t f = -[t log sigmoid(f) + (1 - t) log(1 - sigmoid(f))]."""
+    chex.assert_equal_shape([targets, logits])  # (N,) targets against (N, 1) logits would broadcast to (N, N)
     return _sum_per_example(jax.nn.softplus(logits) - targets * logits)
 
 
 def squared_error(targets: jax.Array, outputs: jax.Array) -> jax.Array:
     """1/2 ||f - t||^2 per example (Gaussian likelihood, unit variance, identity link)."""
+    chex.assert_equal_shape([targets, outputs])
     return _sum_per_example(0.5 * jnp.square(outputs - targets))
 
 
@@ -135,8 +139,8 @@ class KPrior:
 
     `apply_fn` is the model being trained (for a change of model, the NEW model; the soft labels
     came from the old one). Pass it through jit as an argument rather than closing over it.
-    As `extra_loss` of `jaxlab.train.step.make_train_step`, whose data loss is a batch MEAN, use
-    `lambda params, batch, rng: prior(params) / num_new_examples` (the summed objective over N_new).
+    In the data-parallel trainer (a minibatch MEAN data loss) the prior enters as
+    `jaxlab.kprior.minibatch.minibatch_prior_extension`, an unbiased minibatch estimate of K(w) / N_new.
     """
 
     memory_inputs: jax.Array

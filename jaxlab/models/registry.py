@@ -7,6 +7,7 @@ from typing import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxlab.errors import ConfigError
 from jaxlab.registry import Registry
 
 Factory = Callable[..., nn.Module]
@@ -20,7 +21,6 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def compute_dtype(model_config):
     """`config.model.dtype` as a jnp dtype (the compute dtype; params stay float32)."""
     if model_config.dtype not in _DTYPES:
-        from jaxlab.config import ConfigError  # config imports models lazily: no cycle
         raise ConfigError("model.dtype", f"{model_config.dtype!r} is not one of {sorted(_DTYPES)}")
     return _DTYPES[model_config.dtype]
 

@@ -7,25 +7,27 @@ non-finite and interruption handling) / final evaluation and results files.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import time
-from typing import Any, Iterator
+from typing import Any, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from jaxlab import config as config_lib
-from jaxlab import data, dreg, models, parallel
+from jaxlab import data, models, parallel
 from jaxlab.augment import build_eval_transform, build_pipeline
+from jaxlab.errors import ConfigError
+from jaxlab.train import extension as extension_lib
 from jaxlab.train import metrics as metrics_lib
+from jaxlab.train import preemption
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.optim import create_optimizer, total_train_steps
 from jaxlab.train.state import TrainState, create_train_state
-from jaxlab.train.step import Augment, ExtraLoss, make_eval_step, make_train_step
+from jaxlab.train.step import Augment, make_eval_step, make_train_step
+from jaxlab.train.validation import validate
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,21 +53,6 @@ def evaluate(eval_step, state: TrainState, source, batch_size: int, mesh: Mesh) 
     for key, name in (("prediction", "predictions"), ("label", "labels")):
         result[name] = np.concatenate([e[key] for e in examples])[: len(source)].astype(np.int32)
     return result
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[dict[str, bool]]:
-    """Turn SIGTERM (preemption, scancel) into a flag the loop checks: checkpoint, then stop."""
-    flag = {"stop": False}
-    try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: flag.update(stop=True))
-    except ValueError:  # not the main thread: leave signals alone
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _MetricBuffer:
@@ -96,26 +83,21 @@ class _MetricBuffer:
 
 
 def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, dataset: data.Dataset | None = None,
-                       augment: Augment | None = None, extra_loss: ExtraLoss | None = None,
-                       max_steps: int | None = None, initial_variables: dict | None = None,
-                       extra_loss_inputs=None) -> dict[str, Any]:
+                       augment: Augment | None = None, extensions: Sequence[extension_lib.ExtensionFactory] = (),
+                       max_steps: int | None = None, initial_variables: dict | None = None) -> dict[str, Any]:
     """Train `config` into `workdir` (resuming from its latest checkpoint) and evaluate.
 
     Args:
       mesh: devices to use (default: all devices of all processes).
       dataset: an in-memory `jaxlab.data.Dataset` (e.g. `data.from_arrays(...)`) instead of config.data.
       augment: on-device augmentation (default: built from config.augment.pipeline).
-      extra_loss: an extra loss term (see jaxlab.train.step.ExtraLoss).
-      extra_loss_inputs: arrays `extra_loss` reads as batch["extra_loss_inputs"], passed to the jitted step as
-        an argument (not baked in as constants: runs that differ only in them share one compiled step).
+      extensions: how studies plug in (jaxlab.train.extension): each factory may wrap the model, add a loss
+        term with its own jit inputs, report parameter metrics and finish the run (summary[name]).
       max_steps: run at most this many steps in this call, then checkpoint and return (time-sliced jobs).
       initial_variables: start from these {"params", optionally "batch_stats"} (e.g. a trained model being
         adapted) instead of a fresh init; a checkpoint in the workdir still takes precedence.
 
-    config.dreg.enabled: the model's layer is replicated and trained with the DReg penalty (added to
-    `extra_loss`, which then sees the replicated params), see jaxlab.dreg.training; the train metrics
-    add dreg_penalty / dreg_cosine, checkpoints hold the replicated params, and the plain architecture's
-    folded params are written to <workdir>/folded_params.msgpack (summary["dreg"] says so).
+    SIGTERM (jaxlab.train.preemption) checkpoints and returns {"finished": False, "preempted": True, ...}.
 
     Returns the summary also written to <workdir>/summary.json (final top-1, loss,
     per-class accuracy / n / false positives, the confusion matrix and run facts), plus
@@ -123,16 +105,16 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     """
     # ---------------------------------------------------------------- setup
     mesh = mesh if mesh is not None else parallel.make_mesh()
-    config_lib.validate(config, num_devices=mesh.size, process_count=jax.process_count())
+    validate(config, num_devices=mesh.size, process_count=jax.process_count())
     if dataset is None:
         dataset = data.load_dataset(config.data)
     batch_size = config.training.batch_size
     if len(dataset.train) < batch_size:
-        raise config_lib.ConfigError("training.batch_size", f"{batch_size} is larger than the training split "
+        raise ConfigError("training.batch_size", f"{batch_size} is larger than the training split "
                                      f"({len(dataset.train)} examples of {dataset.name})")
     head_size = config.training.head_size
     if head_size and dataset.num_classes % head_size:
-        raise config_lib.ConfigError("training.head_size", f"{head_size} does not divide the {dataset.num_classes} "
+        raise ConfigError("training.head_size", f"{head_size} does not divide the {dataset.num_classes} "
                                      f"classes of {dataset.name} into heads (e.g. 2 for split-MNIST's 5 tasks)")
     os.makedirs(workdir, exist_ok=True)
     is_chief = jax.process_index() == 0
@@ -146,12 +128,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = total_train_steps(config, steps_per_epoch)
     tx, schedule = create_optimizer(config, steps_per_epoch, total_steps)
-    param_metrics = None
-    if config.dreg.enabled:  # the layer replicated (or B1's matched layer); checked before anything compiles
-        config_lib.validate_dreg(config.dreg, model, dataset.image_shape)
-        dreg_setup = dreg.from_config(config.dreg, model, dataset.image_shape, total_steps)
-        model, param_metrics = dreg_setup.model, dreg_setup.param_metrics
-        extra_loss = dreg.add_losses(extra_loss, dreg_setup.extra_loss)
+    model, extensions = extension_lib.build(extensions, extension_lib.RunInfo(
+        model, dataset.image_shape, dataset.num_classes, total_steps))
     state = create_train_state(config.seed, model, tx, dataset.image_shape, initial_variables)
 
     checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
@@ -168,11 +146,11 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
 
     train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes,
                                  label_smoothing=config.training.label_smoothing,
-                                 augment=augment, extra_loss=extra_loss, param_metrics=param_metrics,
-                                 extra_loss_inputs=extra_loss_inputs, head_size=head_size)
+                                 augment=augment, extensions=extensions, head_size=head_size)
     eval_step = make_eval_step(model, mesh, dataset.num_classes, transform=eval_transform, head_size=head_size)
     writer = metrics_lib.MetricWriter(workdir, tensorboard=config.tensorboard)
-    eval_every = config.eval_every_steps or steps_per_epoch
+    eval_every = {0: steps_per_epoch, config_lib.EVAL_FINAL_ONLY: total_steps}.get(config.eval_every_steps,
+                                                                                  config.eval_every_steps)
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
 
     timing = {"eval_and_checkpoints": 0.0, "first_step": 0.0}  # loop seconds not spent on steady-state steps
@@ -211,7 +189,7 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     start_time, start_step = time.perf_counter(), step
     preempted = False
     try:
-        with _stop_on_sigterm() as sigterm:
+        with preemption.watch() as sigterm:
             while step < stop_at and not sigterm["stop"]:
                 state, step_metrics = train_step(state, parallel.shard_batch(next(train_batches), mesh))
                 step += 1
@@ -268,13 +246,9 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
         **{k: v for k, v in result.items() if k not in ("confusion", "predictions", "labels")},
         "confusion": result["confusion"].tolist(),
     }
-    if config.dreg.enabled:
-        summary["dreg"] = {**config.dreg.to_dict(), "layer": model.path, "plain_params": dreg.FOLDED_FILE}
-        if param_metrics is not None:
-            summary["dreg"].update({k: float(v) for k, v in jax.device_get(param_metrics(state.params)).items()})
-        if is_chief:
-            dreg.save_plain_variables(os.path.join(workdir, dreg.FOLDED_FILE), model, state.params,
-                                      state.batch_stats)
+    for extension in extensions:
+        if extension.finish is not None:
+            summary[extension.name] = extension.finish(workdir, state, is_chief)
     if is_chief:
         print(metrics_lib.format_per_class_table(summary, dataset.class_names), flush=True)
         metrics_lib.write_json(os.path.join(workdir, "summary.json"), summary)

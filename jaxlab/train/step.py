@@ -8,7 +8,7 @@ large under shard_map's varying-manual-axes checking).
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,24 +17,10 @@ from jax.sharding import Mesh
 
 from jaxlab import parallel
 from jaxlab.data import to_float
+from jaxlab.train.extension import Extension
 from jaxlab.train.state import TrainState
 
 Batch = dict[str, jax.Array]
-
-
-class ExtraLoss(Protocol):
-    """An extra term added to the task loss (K-prior, DReg penalty, ...).
-
-    Called per device with the local shard of the batch, plus batch["step"] (the step being taken,
-    for coefficient schedules) and, when the step was built with `extra_loss_inputs`, that pytree as
-    batch["extra_loss_inputs"] (whole on every device); its value is averaged over devices.
-    Arrays the loss needs (a K-prior's memory, soft labels, anchor) belong in `extra_loss_inputs`
-    rather than in the closure: a closure's arrays are baked into the compiled step as constants, so
-    every run recompiles, while inputs of the same shapes give the same program (one compilation,
-    reused through the persistent compilation cache by later runs).
-    """
-
-    def __call__(self, params, batch: Batch, rng: jax.Array) -> jax.Array: ...
 
 
 class Augment(Protocol):
@@ -86,33 +72,33 @@ def _variables(params, batch_stats):
 
 def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_classes: int,
                     label_smoothing: float = 0.0, augment: Augment | None = None,
-                    extra_loss: ExtraLoss | None = None, param_metrics: Callable[[object], dict] | None = None,
-                    extra_loss_inputs=None, head_size: int = 0
+                    extensions: Sequence[Extension] = (), head_size: int = 0
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """jit(shard_map(step)): (state, global batch) -> (new state, metrics), state donated.
 
-    `param_metrics(params) -> {name: scalar}` adds metrics of the params the step starts from
-    (e.g. the DReg copies' cosine). `extra_loss_inputs`: a pytree of arrays replicated once onto the
-    mesh and passed to every step as a jit argument, seen by `extra_loss` as batch["extra_loss_inputs"].
-    `head_size` > 0: task-incremental heads (`head_logits`) for the task loss and the accuracy.
+    Each extension (jaxlab.train.extension) may add a loss term, called with its `loss_inputs` (replicated once
+    onto the mesh, passed to every step as a jit argument), and parameter metrics of the params the step starts
+    from (e.g. the DReg copies' cosine). `head_size` > 0: task-incremental heads (`head_logits`) for the task
+    loss and the accuracy.
     """
+    terms = [(e.loss, i) for i, e in enumerate(extensions) if e.loss is not None]
 
-    def step(state: TrainState, batch: Batch, inputs=None):
+    def step(state: TrainState, batch: Batch, inputs):
         images = to_float(batch["image"])
         labels = batch["label"]
         if augment is None:
             targets = jax.nn.one_hot(labels, num_classes)
         else:
             images, targets = augment(example_keys(state.rng, state.step, batch["index"]), images, labels)
-        extra_rng = jax.random.fold_in(jax.random.split(state.rng)[1], state.step)  # a stream apart from augment's
+        extension_rng = jax.random.fold_in(jax.random.split(state.rng)[1], state.step)  # a stream apart from augment's
 
         def loss_fn(params):
             logits, mutated = model.apply(_variables(params, state.batch_stats), images, train=True,
                                           mutable=["batch_stats"])
             logits = head_logits(logits, labels, head_size)
             task = jnp.mean(soft_cross_entropy(logits, targets, label_smoothing))
-            extra_batch = {**batch, "step": state.step, **({} if inputs is None else {"extra_loss_inputs": inputs})}
-            local = task if extra_loss is None else task + extra_loss(params, extra_batch, extra_rng)
+            extension_batch = {**batch, "step": state.step}
+            local = task + sum(loss(params, extension_batch, extension_rng, inputs[i]) for loss, i in terms)
             return jax.lax.pmean(local, parallel.AXIS), (task, logits, mutated)
 
         (loss, (task, logits, mutated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -129,16 +115,15 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
             "task_loss": jax.lax.pmean(task, parallel.AXIS),
             "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), parallel.AXIS),
             "grad_norm": optax.tree.norm(grads),
-            **(param_metrics(state.params) if param_metrics is not None else {}),
         }
+        for extension in extensions:
+            if extension.param_metrics is not None:
+                metrics.update(extension.param_metrics(state.params))
         return new_state, metrics
 
-    if extra_loss_inputs is None:
-        return parallel.data_parallel(step, mesh, in_specs=(parallel.REPLICATED, parallel.BATCH),
-                                      out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
     compiled = parallel.data_parallel(step, mesh, in_specs=(parallel.REPLICATED, parallel.BATCH, parallel.REPLICATED),
                                       out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
-    inputs = parallel.replicate(extra_loss_inputs, mesh)
+    inputs = parallel.replicate(tuple(e.loss_inputs for e in extensions), mesh)
     return lambda state, batch: compiled(state, batch, inputs)
 
 

@@ -6,15 +6,18 @@ import os
 import numpy as np
 import pytest
 
-import jaxlab.train
-from jaxlab.classwise import sweep
-from jaxlab.config import ConfigError
-from tests.helpers import blobs_dataset, tiny_config
+from jaxlab import parallel
+from jaxlab.config import EVAL_FINAL_ONLY
+from jaxlab.data import synthetic
+from jaxlab.errors import ConfigError
+from jaxlab.experiments import augmentation_sweep as sweep
+from jaxlab.experiments import train as train_experiment
+from tests.helpers import blobs_dataset, sigterm_at_batch, tiny_config
 
 
 def _sweep_config(**overrides):
-    config = tiny_config(**{"experiment": "augmentation_sweep", "training.num_train_steps": 4,
-                            "training.batch_size": 32, "eval_batch_size": 40, **overrides})
+    config = tiny_config("augmentation_sweep", **{"training.num_train_steps": 4, "training.batch_size": 32,
+                                                  "eval_batch_size": 40, **overrides})
     config.augment.pipeline = "rrc(size=4, scale=(crop_scale, 1.0))"
     config.augment.tables = {"crop_scale": {"default": 1.0}}  # as the configs declare it
     config.sweep.strengths = (0.3, 1.0)
@@ -32,29 +35,28 @@ def _read_csv(path):
 
 
 def test_sweep_resumes_without_retraining_and_gives_identical_outputs(tmp_path, monkeypatch):
+    """SIGTERM in the middle of the second run (at its 2nd of 4 steps; a run moves 4 train and 2 eval batches):
+    the sweep checkpoints and stops; the rerun trains only what is left and writes the outputs of a sweep never
+    stopped."""
     config = _sweep_config(**{"classwise.intervention": False})
-    full = sweep.run_sweep(config, str(tmp_path / "full"), dataset=_dataset())
+    full = sweep.run(config, str(tmp_path / "full"), dataset=_dataset())
     assert full["finished"]
 
-    original = jaxlab.train.train_and_evaluate
+    original = train_experiment.train_and_evaluate
     calls = []
-
-    def preempt_second_run(run_config, workdir, **kwargs):
-        calls.append(os.path.basename(workdir))
-        if len(calls) == 2:  # the second run stops half-way, like a preempted job
-            return original(run_config, workdir, max_steps=2, **kwargs)
-        return original(run_config, workdir, **kwargs)
-
-    monkeypatch.setattr(jaxlab.train, "train_and_evaluate", preempt_second_run)
+    monkeypatch.setattr(train_experiment, "train_and_evaluate",
+                        lambda c, w, **kw: calls.append(os.path.basename(w)) or original(c, w, **kw))
     part = str(tmp_path / "part")
-    assert sweep.run_sweep(config, part, dataset=_dataset()) == {"finished": False}
+    shard_batch = parallel.shard_batch
+    sigterm_at_batch(monkeypatch, 8)
+    assert sweep.run(config, part, dataset=_dataset()) == {"finished": False, "preempted": True}
+    assert calls == ["strength=0.3_seed=0", "strength=0.3_seed=1"]
+    monkeypatch.setattr(parallel, "shard_batch", shard_batch)
     assert sorted(os.listdir(os.path.join(part, "predictions"))) == ["strength=0.3_seed=0.npz"]
     assert not os.path.exists(os.path.join(part, "analysis.json"))
 
     calls.clear()
-    monkeypatch.setattr(jaxlab.train, "train_and_evaluate",
-                        lambda c, w, **kw: calls.append(os.path.basename(w)) or original(c, w, **kw))
-    resumed = sweep.run_sweep(config, part, dataset=_dataset())
+    resumed = sweep.run(config, part, dataset=_dataset())
     assert resumed["finished"]
     assert calls == ["strength=0.3_seed=1", "strength=1_seed=0", "strength=1_seed=1"]  # the finished run is skipped
     assert _read_csv(os.path.join(part, "per_class.csv")) == _read_csv(str(tmp_path / "full" / "per_class.csv"))
@@ -63,14 +65,14 @@ def test_sweep_resumes_without_retraining_and_gives_identical_outputs(tmp_path, 
             np.testing.assert_array_equal(a["predictions"], b["predictions"])
 
     calls.clear()
-    assert sweep.run_sweep(config, part, dataset=_dataset())["finished"] and calls == []  # nothing left to train
+    assert sweep.run(config, part, dataset=_dataset())["finished"] and calls == []  # nothing left to train
 
 
 def test_sweep_outputs_intervention_and_report(tmp_path):
     config = _sweep_config()
     config.classwise.intervention_pairs = 1
     workdir = tmp_path / "sweep"
-    result = sweep.run_sweep(config, str(workdir), dataset=_dataset())
+    result = sweep.run(config, str(workdir), dataset=_dataset())
     assert result["finished"]
     rows = _read_csv(workdir / "per_class.csv")
     assert list(rows[0]) == list(sweep.CSV_COLUMNS)
@@ -96,11 +98,11 @@ def test_sweep_shards_merge(tmp_path):
     workdir = str(tmp_path / "shared")
     config.sweep.num_shards = 2
     config.sweep.shard_index = 1
-    result = sweep.run_sweep(config, workdir, dataset=_dataset())
+    result = sweep.run(config, workdir, dataset=_dataset())
     assert not result["finished"] and len(result["missing_runs"]) == 2
     assert sorted(os.listdir(os.path.join(workdir, "predictions"))) == ["strength=0.3_seed=1.npz", "strength=1_seed=1.npz"]
     config.sweep.shard_index = 0
-    assert sweep.run_sweep(config, workdir, dataset=_dataset())["finished"]
+    assert sweep.run(config, workdir, dataset=_dataset())["finished"]
     assert os.path.exists(os.path.join(workdir, "analysis.json"))
 
 
@@ -116,24 +118,23 @@ def test_bad_sweep_configs_fail_before_training(tmp_path, field, value, message)
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(ConfigError, match=message):
-        sweep.run_sweep(config, str(tmp_path / "bad"), dataset=_dataset())
+        sweep.run(config, str(tmp_path / "bad"), dataset=_dataset())
     assert not os.path.exists(tmp_path / "bad")
 
 
 def test_sweep_on_the_planted_dataset_recovers_the_planted_structure(tmp_path):
-    """Train a 2-strength sweep on jaxlab.classwise.synthetic and check the analysis finds what was planted."""
-    from jaxlab.classwise import synthetic
-
+    """Train a 2-strength sweep on jaxlab.data.synthetic and check the analysis finds what was planted."""
     dataset = synthetic.make_planted_dataset(num_train_per_class=300, num_test_per_class=100, image_size=16)
-    config = tiny_config(**{"experiment": "augmentation_sweep", "model.name": "cnn", "model.width": 16,
-                            "training.batch_size": 128, "training.num_train_steps": 150, "eval_batch_size": 200,
-                            "optimizer.learning_rate": 0.2, "log_every_steps": 50, "eval_every_steps": 10**6})
+    config = tiny_config("augmentation_sweep", **{
+        "model.name": "cnn", "model.width": 16, "training.batch_size": 128, "training.num_train_steps": 150,
+        "eval_batch_size": 200, "optimizer.learning_rate": 0.2, "log_every_steps": 50,
+        "eval_every_steps": EVAL_FINAL_ONLY})
     config.augment.pipeline = "rrc(size=16, scale=(crop_scale, 1.0))"
     config.sweep.strengths = (0.5, 1.0)
     config.sweep.seeds = (0,)
     config.classwise.reference_strength = 0.5  # score classes against the strong-crop model
     config.classwise.intervention = False
-    analysis = sweep.run_sweep(config, str(tmp_path / "planted"), dataset=dataset)["analysis"]
+    analysis = sweep.run(config, str(tmp_path / "planted"), dataset=dataset)["analysis"]
     by_class = {r["class"]: r for r in analysis["classes"]}
 
     small, tagged = synthetic.FINE_GRAINED_PAIR

@@ -1,12 +1,13 @@
-"""jaxlab.classwise.synthetic: the planted 10-class dataset (no training here)."""
+"""jaxlab.data.synthetic: the planted 10-class dataset (no training here)."""
 
+import chex
 import numpy as np
 import pytest
 
 from jaxlab import data
-from jaxlab.classwise import synthetic
-from jaxlab.classwise.synthetic import (AMBIGUOUS_PAIR, COOCCURRING, FINE_GRAINED_PAIR, SHAPE_CLASSES,
-                                        TEXTURE_CLASSES, make_planted_dataset, tag_box)
+from jaxlab.data import synthetic
+from jaxlab.data.synthetic import (AMBIGUOUS_PAIR, COOCCURRING, FINE_GRAINED_PAIR, SHAPE_CLASSES, TEXTURE_CLASSES,
+                                   make_planted_dataset, tag_box)
 from jaxlab.config import base_config
 
 SMALL = dict(num_train_per_class=20, num_test_per_class=12)
@@ -132,7 +133,8 @@ def test_synthetic_source_loads_through_the_config():
     loaded = data.load_dataset(config.data)
     direct = make_planted_dataset(image_size=16, seed=5)
     assert loaded.image_shape == (16, 16, 3) and loaded.num_classes == 10
-    np.testing.assert_array_equal(loaded.train.images, direct.train.images)
-    np.testing.assert_array_equal(loaded.test.labels, direct.test.labels)
-    np.testing.assert_array_equal(loaded.eval_label_sets, direct.eval_label_sets)
+    chex.assert_shape(loaded.train.images, (5000, 16, 16, 3))
+    chex.assert_trees_all_close(loaded.train.images, direct.train.images)
+    chex.assert_trees_all_close(loaded.test.labels, direct.test.labels)
+    chex.assert_trees_all_close(loaded.eval_label_sets, direct.eval_label_sets)
     assert loaded.class_groups == synthetic.CLASS_GROUPS

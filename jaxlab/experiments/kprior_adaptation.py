@@ -1,13 +1,13 @@
-"""The K-prior paper's adaptation experiments (Khan & Swaroop, NeurIPS 2021), vectorised.
+"""The K-prior paper's adaptation experiments (Khan & Swaroop, NeurIPS 2021), full batch and vectorised.
 
-    run_kprior_experiment(config, workdir)   # experiment "kprior_adaptation" (configs/kprior/*.py)
+    python -m jaxlab.main --config=configs/kprior/adult.py --workdir=workdirs/kprior_adult
 
-For each task in config.kprior.tasks (add_data, remove_data, change_regularizer, change_model),
-each seed and each memory fraction, a base model w* is trained on the past data D, a memory M of
-`fraction` of D is chosen (class-balanced top-lambda, `jaxlab.kprior.memory`), and the model is
-adapted by each method:
+Fragment: config.kprior. For each task in config.kprior.tasks (add_data, remove_data, change_regulariser,
+change_model), each seed and each memory fraction, a base model w* is trained on the past data D, a memory M of
+`fraction` of D is chosen (class-balanced top-lambda, `jaxlab.kprior.memory`), and the model is adapted by each
+method:
 
-    kprior   the task's K-prior objective (jaxlab.kprior.tasks): soft labels of w* on M
+    kprior   the task's K-prior objective (jaxlab.kprior.objectives): soft labels of w* on M
     replay   the same memory points with their TRUE labels (+ new data, - removed data)
     batch    full retraining on all the data the task says (D u D+, D \\ D-, new delta, new model).
              This is also Replay with 100% memory (the same objective); it does not depend on the
@@ -28,7 +28,8 @@ int(fraction |D \\ D-|) points of the retained data (the official USPS rule; for
 code takes int(fraction N) + 100 top-lambda points of all D, which include D-: nearly the same).
 Replay uses M \\ D-.
 
-Vectorisation (config.kprior.vectorize_fractions):
+Vectorisation (config.kprior.vectorize_fractions): every problem is an `AdaptationProblem` (the memory as 0/1
+weights over padded rows, `jaxlab.kprior.adaptation_objective`).
   True  (GLMs): the memory is a 0/1 weight per past point (a fixed-size padded memory, |D| wide),
         so every (seed, fraction) problem has the same shapes: one compiled solver, vmapped over
         seeds x fractions; the past inputs are shared by all fractions of a seed (in_axes=None),
@@ -40,9 +41,9 @@ Base models are vmapped over seeds. With config.kprior.dedupe_seeds, where the s
 (`seed_dependent`: e.g. USPS GLMs, Adult remove_data) one seed is solved and its records copied to the others
 (spread 0). Off by default: on Adult remove_data the 3 identical seeds vmapped took 42 s against 62-123 s for the
 single seed (float32 L-BFGS iteration counts depend on rounding, which depends on the batch shape).
-The solvers: `kprior.minimize` (optax L-BFGS with zoom line search, or damped Newton with the IRLS
-Hessian `glm_hessian`) for GLMs, full-batch Adam for networks; config.kprior.base_solver may differ for
-the base models. Its default '' is kprior.solver, except that a base GLM too wide for Newton's dense
+The solvers: `jaxlab.kprior.minimize` (optax L-BFGS with zoom line search, or damped Newton with the IRLS
+Hessian `glm_hessian`) for GLMs, full-batch Adam (`jaxlab.kprior.adam`) for networks; config.kprior.base_solver
+may differ for the base models. Its default '' is kprior.solver, except that a base GLM too wide for Newton's dense
 Hessian (over NEWTON_MAX_PARAMS, e.g. the degree-2 base of change_model) is solved with L-BFGS; an
 explicit newton there is a ConfigError before compiling. Objectives are divided by (N_new + |M|) as in the
 official code (a rescaling, same minimiser).
@@ -51,7 +52,7 @@ Precision: float32 unless config.kprior.float64 (x64 enabled for the run and res
 float32, L-BFGS may not reach a tight tol on K-prior objectives over small memories: their value is
 dominated by weight terms (e.g. -delta <w*, w> / |M| for a change of regulariser) whose rounding hides
 the last decreases from the line search, which then fails step after step until `steps` (measured on
-USPS change_regularizer: 300 steps, ||grad|| stuck at 1e-5 to 4e-5, against 35-46 steps to 1e-6 in
+USPS change_regulariser: 300 steps, ||grad|| stuck at 1e-5 to 4e-5, against 35-46 steps to 1e-6 in
 float64, same accuracies). Remedies: float64, or newton (gradients only; its dense Hessian costs
 N d^2 C^2 per step, so it pays on small problems).
 
@@ -63,7 +64,7 @@ left unexplained", 0 for exact recovery. grad_error_abs is the numerator.
 
 Outputs in workdir: results.json (list of records: task, method, memory_fraction, seed,
 test_accuracy, grad_error, grad_error_abs, memory_size, solver_steps: the steps the solve took,
-kprior.steps when it stopped at the cap) and accuracy_vs_memory.png.
+kprior.steps when it stopped at the cap) and accuracy_vs_memory.png (`jaxlab.experiments.reports`).
 """
 
 from __future__ import annotations
@@ -77,23 +78,69 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
-from jaxlab.config import ConfigError, require
-from jaxlab.kprior.gradients import gradient_error
-from jaxlab.kprior.memory import METHODS as SELECTIONS
-from jaxlab.kprior.memory import memory_scores, select_memory
-from jaxlab.kprior.prior import SOFTMAX, weight_penalty
-from jaxlab.kprior.tasks import minimize, polynomial_projection
+from jaxlab.data import all_examples, load_dataset
+from jaxlab.errors import ConfigError, require
+from jaxlab.experiments.reports import plot_accuracy_vs_memory
+from jaxlab.kprior import (
+    AdaptationProblem,
+    adam,
+    adaptation_objective,
+    glm_hessian,
+    gradient_error,
+    linear,
+    memory_scores,
+    minimize,
+    polynomial_projection,
+    select_memory,
+)
+from jaxlab.models.glm import polynomial_features
+from jaxlab.models.mlp import MLP
+from jaxlab.train import validate as validate_training
+from jaxlab.train.metrics import write_json
 
-TASKS = ("add_data", "remove_data", "change_regularizer", "change_model")
+TASKS = ("add_data", "remove_data", "change_regulariser", "change_model")
 METHODS = ("kprior", "replay", "batch")
 PROTOCOLS = ("adult", "usps_odd_even")
 SOLVERS = ("lbfgs", "newton", "adam")
+SELECTIONS = ("lambda", "random")
 NEWTON_MAX_PARAMS = 4096  # newton forms a dense (params x params) Hessian per vmapped problem
 MODELS = ("glm", "mlp")
-RECORD_KEYS = ("task", "method", "memory_fraction", "seed", "test_accuracy", "grad_error")
+NUM_CLASSES = 2  # the experiments are binary
+
+
+def extend_config(config) -> None:
+    """config.kprior: the sweep (tasks x methods x memory fractions x seeds), the protocol and the solvers."""
+    config.kprior = ml_collections.ConfigDict(dict(
+        protocol="adult",         # adult (random subset, top-lambda removal) | usps_odd_even (digit splits)
+        tasks=TASKS,
+        methods=METHODS,          # batch = full retraining (= Replay with 100% memory)
+        memory_fractions=(1.0, 0.5, 0.2, 0.1, 0.07, 0.05, 0.02),  # of the past data
+        seeds=(0, 1, 2),
+        memory_selection="lambda",  # lambda (class-balanced top h'(f)) | random (class-balanced)
+        delta=5.0,                # L2 strength of the base model (and of the K-prior's weight term)
+        change_regulariser_deltas=(50.0, 5.0),  # change_regulariser: delta old -> new
+        change_model_degree=2,    # change_model, GLM: base degree -> model.polynomial_degree
+        change_model_hidden_sizes=(100, 100),   # change_model, MLP: base widths -> model.hidden_sizes
+        subset_fraction=0.01,     # adult: random subset of the train split for add_data / change_*
+        add_fraction=0.1,         # adult add_data: the last 10% of the subset is the new data
+        remove_count=100,         # adult remove_data: the highest-lambda points removed (class-balanced)
+        add_digit=9,              # usps_odd_even add_data: new data = this digit
+        remove_digit=8,           # usps_odd_even remove_data: removed (and left out of the test set)
+        usps_range=(0.0, 1.0),    # usps source: ESL pixels [-1, 1] mapped to this range
+        solver="lbfgs",           # lbfgs | newton (GLMs) | adam (networks)
+        base_solver="",           # the base models' solver ("" = solver; lbfgs where a GLM is too wide for newton)
+        steps=1000,               # max L-BFGS / Newton steps, or Adam steps
+        tol=1e-6,                 # L-BFGS / Newton: stop at ||grad|| <= tol (objective / (N_new + |M|))
+        history=100,              # L-BFGS memory
+        learning_rate=0.005,      # Adam
+        vectorize_fractions=True,  # True: padded 0/1 memory, vmapped over seeds x fractions (GLMs)
+        float64=False,            # x64 for the whole experiment
+        dedupe_seeds=False,       # solve seed-independent problems once and copy the records
+    ))
 
 
 class Solver(NamedTuple):
@@ -114,30 +161,30 @@ def check_kprior_config(config) -> None:
     k = config.kprior
     require(k.protocol in PROTOCOLS, "kprior.protocol", f"{k.protocol!r} is not one of {PROTOCOLS}")
     require(config.model.name in MODELS, "model.name",
-             f"the K-prior experiments run {MODELS}, got {config.model.name!r}")
+            f"the K-prior experiments run {MODELS}, got {config.model.name!r}")
     require(len(k.tasks) > 0 and all(t in TASKS for t in k.tasks), "kprior.tasks",
-             f"must be a non-empty subset of {TASKS}, got {tuple(k.tasks)}")
+            f"must be a non-empty subset of {TASKS}, got {tuple(k.tasks)}")
     require(len(set(k.tasks)) == len(k.tasks), "kprior.tasks", "has duplicates")
     require(len(k.methods) > 0 and all(m in METHODS for m in k.methods), "kprior.methods",
-             f"must be a non-empty subset of {METHODS}, got {tuple(k.methods)}")
+            f"must be a non-empty subset of {METHODS}, got {tuple(k.methods)}")
     require(len(k.memory_fractions) > 0 and all(0 < f <= 1 for f in k.memory_fractions), "kprior.memory_fractions",
-             f"must be fractions in (0, 1], got {tuple(k.memory_fractions)}")
+            f"must be fractions in (0, 1], got {tuple(k.memory_fractions)}")
     require(len(set(k.memory_fractions)) == len(k.memory_fractions), "kprior.memory_fractions", "has duplicates")
     require(len(k.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in k.seeds), "kprior.seeds",
-             f"must be non-negative ints, got {tuple(k.seeds)}")
+            f"must be non-negative ints, got {tuple(k.seeds)}")
     require(len(set(k.seeds)) == len(k.seeds), "kprior.seeds", "has duplicates")
     require(k.delta > 0, "kprior.delta", f"must be positive, got {k.delta}")
-    require(len(k.change_regularizer_deltas) == 2 and all(d > 0 for d in k.change_regularizer_deltas),
-             "kprior.change_regularizer_deltas", f"must be (old, new) > 0, got {tuple(k.change_regularizer_deltas)}")
+    require(len(k.change_regulariser_deltas) == 2 and all(d > 0 for d in k.change_regulariser_deltas),
+            "kprior.change_regulariser_deltas", f"must be (old, new) > 0, got {tuple(k.change_regulariser_deltas)}")
     require(k.solver in SOLVERS, "kprior.solver", f"{k.solver!r} is not one of {SOLVERS}")
     require(config.model.name == "mlp" or k.solver != "adam", "kprior.solver",
-             "adam is for networks; use lbfgs or newton for a GLM")
+            "adam is for networks; use lbfgs or newton for a GLM")
     require(config.model.name == "glm" or k.solver == "adam", "kprior.solver",
-             "networks are trained with adam (lbfgs/newton are for convex GLM objectives)")
+            "networks are trained with adam (lbfgs/newton are for convex GLM objectives)")
     base_solver = k.base_solver or k.solver
     require(k.base_solver in ("", *SOLVERS) and (base_solver == "adam") == (config.model.name == "mlp"),
-             "kprior.base_solver", f"must be '' (= kprior.solver) or a solver for {config.model.name!r} ("
-             f"{'adam' if config.model.name == 'mlp' else 'lbfgs, newton'}), got {k.base_solver!r}")
+            "kprior.base_solver", f"must be '' (= kprior.solver) or a solver for {config.model.name!r} ("
+            f"{'adam' if config.model.name == 'mlp' else 'lbfgs, newton'}), got {k.base_solver!r}")
     require(k.steps > 0, "kprior.steps", f"must be positive, got {k.steps}")
     require(k.tol >= 0, "kprior.tol", f"must be >= 0, got {k.tol}")
     require(k.history > 0, "kprior.history", f"must be positive, got {k.history}")
@@ -145,178 +192,104 @@ def check_kprior_config(config) -> None:
     require(0 < k.subset_fraction <= 1, "kprior.subset_fraction", f"must be in (0, 1], got {k.subset_fraction}")
     require(0 < k.add_fraction < 1, "kprior.add_fraction", f"must be in (0, 1), got {k.add_fraction}")
     require(k.remove_count > 0, "kprior.remove_count", f"must be positive, got {k.remove_count}")
-    require(k.memory_selection in ("lambda", "random"), "kprior.memory_selection",
-             f"{k.memory_selection!r} is not 'lambda' or 'random'")
+    require(k.memory_selection in SELECTIONS, "kprior.memory_selection",
+            f"{k.memory_selection!r} is not one of {SELECTIONS}")
     require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
     require(k.change_model_degree > config.model.polynomial_degree or config.model.name != "glm",
-             "kprior.change_model_degree",
-             f"the base GLM's degree ({k.change_model_degree}) must exceed the new model's "
-             f"(model.polynomial_degree={config.model.polynomial_degree})")
+            "kprior.change_model_degree",
+            f"the base GLM's degree ({k.change_model_degree}) must exceed the new model's "
+            f"(model.polynomial_degree={config.model.polynomial_degree})")
     require(all(h > 0 for h in k.change_model_hidden_sizes) and len(k.change_model_hidden_sizes) > 0,
-             "kprior.change_model_hidden_sizes", "must be positive layer widths")
+            "kprior.change_model_hidden_sizes", "must be positive layer widths")
     require(len(k.usps_range) == 2 and k.usps_range[0] < k.usps_range[1], "kprior.usps_range",
-             f"must be (low, high) with low < high, got {tuple(k.usps_range)}")
+            f"must be (low, high) with low < high, got {tuple(k.usps_range)}")
 
 
-# ------------------------------------------------------------------------------------ objectives
-
-def adaptation_objective(params, data: dict, apply_fn: Callable, kind: str) -> jax.Array:
-    """One adaptation objective with the memory given as weighted points (weights 0/1: a padded memory).
-
-    With m_i the memory weights, r_i the removed-point flags, S_i the soft labels h(f_{w*}(x_i)):
-
-      kprior  sum_i m_i l(S_i, f_w(x_i)) - sum_i m_i r_i l(y_i, f_w(x_i)) + delta/2 ||w - anchor||^2
-              + (delta' - delta)/2 ||w||^2 [+ sum_{D+} l]          (no "anchor": delta/2 ||w||^2)
-      replay  sum_i m_i (1 - r_i) l(y_i, f_w(x_i)) + delta'/2 ||w||^2 [+ sum_{D+} l]
-
-    With m = 1 on the gathered memory these are `jaxlab.kprior.tasks`' add_data / remove_data /
-    change_regulariser / change-of-model objectives and `replay` (tested); with m = 1 on all of D
-    replay is exact retraining (Batch).
-    """
-    outputs = apply_fn(params, data["memory_inputs"])
-    weight, removed = data["memory_weight"], data["memory_removed"]
-    if kind == "kprior":
-        value = jnp.sum(weight * SOFTMAX.loss(data["memory_soft"], outputs))
-        value -= jnp.sum(weight * removed * SOFTMAX.loss(data["memory_targets"], outputs))
-        value += weight_penalty(params, data["delta"], data.get("anchor"))
-        value += weight_penalty(params, data["new_delta"] - data["delta"])
-    else:
-        value = jnp.sum(weight * (1 - removed) * SOFTMAX.loss(data["memory_targets"], outputs))
-        value += weight_penalty(params, data["new_delta"])
-    if "new_inputs" in data:
-        value += jnp.sum(SOFTMAX.loss(data["new_targets"], apply_fn(params, data["new_inputs"])))
-    return value
+def validate(config, *, num_devices: int, process_count: int = 1) -> None:
+    """config.kprior's values, then the trainer's shared fields and the data source's (jaxlab.train.validate)."""
+    check_kprior_config(config)
+    validate_training(config, num_devices=num_devices, process_count=process_count)
 
 
-def glm_hessian(params, data: dict, apply_fn: Callable, kind: str) -> jax.Array:
-    """The dense Hessian of `adaptation_objective` for the GLM `linear` (IRLS), a (d C, d C) matrix in
-    row-major order of the (d, C) weights:
-
-        H = sum_i kappa_i phi_i phi_i^T (x) (diag(p_i) - p_i p_i^T) + delta' I,   p_i = softmax(phi_i^T W)
-
-    A softmax cross-entropy's curvature in the logits does not depend on its target (soft or hard: both sum
-    to 1), so kappa_i = m_i (1 - r_i) for both kinds (the K-prior's soft term minus its unlearning term is
-    replay's retained term) and 1 for each new point; both kinds' weight terms add up to delta'/2 ||w||^2
-    plus a linear term. Costs (C - 1)^2 N d^2 per call, against jax.hessian's d C forward and backward
-    passes.
-    """
-    if apply_fn is not linear:
-        raise ValueError("glm_hessian is the Hessian of the GLM `linear`; use jax.hessian for other models")
-
-    def curvature(features, kappa):
-        """(C, C, d, d) blocks sum_i kappa_i A_i[c, c'] phi_i phi_i^T. A_i = diag(p_i) - p_i p_i^T is symmetric
-        and its rows sum to 0, so only the (C-1)^2 leading blocks need a pass over the data (1 for C = 2)."""
-        p = jax.nn.softmax(features @ params)[:, :-1]
-        leading = kappa[:, None, None] * (jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :])
-        blocks = jnp.einsum("ncka,nb->ckab", leading[..., None] * features[:, None, None, :], features)
-        last_column = -jnp.sum(blocks, axis=1, keepdims=True)
-        blocks = jnp.concatenate([blocks, last_column], axis=1)
-        return jnp.concatenate([blocks, -jnp.sum(blocks, axis=0, keepdims=True)], axis=0)
-
-    blocks = curvature(data["memory_inputs"], data["memory_weight"] * (1 - data["memory_removed"]))
-    if "new_inputs" in data:
-        blocks += curvature(data["new_inputs"], jnp.ones(len(data["new_inputs"]), params.dtype))
-    size = params.size
-    hessian = jnp.einsum("ckab->acbk", blocks).reshape(size, size)  # row-major (d, C) order: a C + c
-    return hessian + data["new_delta"] * jnp.eye(size, dtype=params.dtype)
+# ------------------------------------------------------------------------------------ solving, vmapped
 
 
-def _adam(value_fn, params, steps: int, learning_rate: float):
-    optimiser = optax.adam(learning_rate)
-
-    def step(carry, _):
-        w, state = carry
-        updates, state = optimiser.update(jax.grad(value_fn)(w), state, w)
-        return (optax.apply_updates(w, updates), state), None
-
-    return jax.lax.scan(step, (params, optimiser.init(params)), None, length=steps)[0][0]
-
-
-def _solve_one(start, data, apply_fn, kind: str, solver: Solver):
+def _solve_one(start, problem: AdaptationProblem, apply_fn, kind: str, solver: Solver):
     """(solution, steps taken)."""
-    scale = data["num_new"] + jnp.sum(data["memory_weight"] * (1 - data["memory_removed"]))
+    scale = problem.num_new + jnp.sum(problem.memory_weight * (1 - problem.memory_removed))
     if solver.name == "adam":
-        return (_adam(lambda w: adaptation_objective(w, data, apply_fn, kind) / scale, start, solver.steps,
-                      solver.learning_rate), jnp.asarray(solver.steps))
+        return (adam(lambda w: adaptation_objective(w, problem, apply_fn, kind) / scale, start, solver.steps,
+                     solver.learning_rate), jnp.asarray(solver.steps))
     hessian = glm_hessian if apply_fn is linear and solver.name == "newton" else None
-    solution, info = minimize(adaptation_objective, start, data, apply_fn, kind, method=solver.name, tol=solver.tol,
-                              max_steps=solver.steps, history=solver.history, scale=scale, hessian=hessian,
-                              with_info=True)
+    solution, info = minimize(adaptation_objective, start, problem, apply_fn, kind, method=solver.name,
+                              tol=solver.tol, max_steps=solver.steps, history=solver.history, scale=scale,
+                              hessian=hessian, with_info=True)
     return solution, info.steps
 
 
-def _grad_error_one(solution, start, data, reference_data, apply_fn, kind: str):
-    objective = functools.partial(adaptation_objective, data=data, apply_fn=apply_fn, kind=kind)
-    reference = functools.partial(adaptation_objective, data=reference_data, apply_fn=apply_fn, kind="replay")
-    absolute = gradient_error(objective, reference, solution).absolute
-    return absolute, absolute / optax.tree.norm(jax.grad(reference)(start))
+def _grad_error_one(solution, start, problem, reference, apply_fn, kind: str):
+    objective = functools.partial(adaptation_objective, problem=problem, apply_fn=apply_fn, kind=kind)
+    retrain = functools.partial(adaptation_objective, problem=reference, apply_fn=apply_fn, kind="replay")
+    absolute = gradient_error(objective, retrain, solution).absolute
+    return absolute, absolute / optax.tree.norm(jax.grad(retrain)(start))
 
 
 def _accuracy_one(params, apply_fn, inputs, labels):
     return jnp.mean(jnp.argmax(apply_fn(params, inputs), axis=-1) == labels)
 
 
-def _axes(data: dict, batched: frozenset) -> dict:
-    return {key: (0 if key in batched else None) for key in data}
-
-
 @functools.partial(jax.jit, static_argnames=("apply_fn", "kind", "solver", "batched"))
-def _solve_grid(starts, data, reference, test_inputs, test_labels, apply_fn, kind, solver, batched):
-    """vmap over seeds (axis 0 of every leaf) and then over fractions (the leaves named in `batched`).
+def _solve_grid(starts, problems: AdaptationProblem, reference: AdaptationProblem, test_inputs, test_labels,
+                apply_fn, kind, solver, batched):
+    """vmap over seeds (axis 0 of every leaf) and then over fractions (the fields named in `batched`).
 
     Returns (params, test accuracy, grad error abs, grad error rel, solver steps), each (seeds, fractions, ...).
     """
-    def one(start, data, reference):
-        solution, steps = _solve_one(start, data, apply_fn, kind, solver)
-        absolute, relative = _grad_error_one(solution, start, data, reference, apply_fn, kind)
+    def one(start, problem, reference):
+        solution, steps = _solve_one(start, problem, apply_fn, kind, solver)
+        absolute, relative = _grad_error_one(solution, start, problem, reference, apply_fn, kind)
         return solution, _accuracy_one(solution, apply_fn, test_inputs, test_labels), absolute, relative, steps
 
-    over_fractions = jax.vmap(one, in_axes=(None, _axes(data, batched), None))
-    return jax.vmap(over_fractions)(starts, data, reference)
+    over_fractions = jax.vmap(one, in_axes=(None, problems.axes(batched), None))
+    return jax.vmap(over_fractions)(starts, problems, reference)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "solver"))
-def _solve_seeds(starts, data, test_inputs, test_labels, apply_fn, solver):
+def _solve_seeds(starts, problems: AdaptationProblem, test_inputs, test_labels, apply_fn, solver):
     """Retraining (replay on all of the data) vmapped over seeds: (params, accuracy, solver steps)."""
-    def one(start, data):
-        solution, steps = _solve_one(start, data, apply_fn, "replay", solver)
+    def one(start, problem):
+        solution, steps = _solve_one(start, problem, apply_fn, "replay", solver)
         return solution, _accuracy_one(solution, apply_fn, test_inputs, test_labels), steps
 
-    return jax.vmap(one)(starts, data)
+    return jax.vmap(one)(starts, problems)
 
 
 # ------------------------------------------------------------------------------------ models
 
-def linear(params, features):
-    """GLM logits phi(x)^T W (features precomputed: `polynomial_features`)."""
-    return features @ params
-
 
 @functools.lru_cache(maxsize=None)
 def _mlp_apply(hidden_sizes: tuple[int, ...], num_classes: int) -> Callable:
-    from jaxlab.models.mlp import MLP
     return MLP(num_classes, hidden_sizes).apply  # cached: the same object (static jit argument) every time
 
 
-class _Model(NamedTuple):
+class Model(NamedTuple):
     apply: Callable
     inputs: Callable[[np.ndarray], np.ndarray]      # raw (N, ...) -> model inputs
     init: Callable[[int, int], Any]                 # (seed, input width) -> params (numpy)
-    projection: Callable | None = None              # change of GLM: P (w* -> new params)
 
 
-def _glm(degree: int, num_classes: int, dtype) -> _Model:
-    from jaxlab.models.glm import polynomial_features
-
+def glm_model(degree: int, num_classes: int, dtype) -> Model:
+    """The GLM `linear` on polynomial features of the given degree, zero init."""
     def inputs(x):
         x = np.asarray(x, dtype).reshape(len(x), -1)
         return np.asarray(polynomial_features(jnp.asarray(x), degree))
 
     width = lambda d: math.comb(d + degree, degree)  # noqa: E731
-    return _Model(linear, inputs, lambda seed, d: np.zeros((width(d), num_classes), dtype))
+    return Model(linear, inputs, lambda seed, d: np.zeros((width(d), num_classes), dtype))
 
 
-def _mlp(hidden_sizes, num_classes: int, dtype) -> _Model:
+def mlp_model(hidden_sizes, num_classes: int, dtype) -> Model:
+    """A ReLU MLP (`jaxlab.models.mlp.MLP`) on flattened inputs, Flax's default init drawn with numpy."""
     sizes = tuple(int(h) for h in hidden_sizes)
 
     def init(seed, d):
@@ -327,15 +300,15 @@ def _mlp(hidden_sizes, num_classes: int, dtype) -> _Model:
                                           "bias": np.zeros(b, dtype)}
                            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))}}
 
-    return _Model(_mlp_apply(sizes, num_classes), lambda x: np.asarray(x, dtype).reshape(len(x), -1), init)
+    return Model(_mlp_apply(sizes, num_classes), lambda x: np.asarray(x, dtype).reshape(len(x), -1), init)
 
 
 # ------------------------------------------------------------------------------------ data
 
+
 def _arrays(dataset, config, dtype):
     """(x_train, y_train, x_test, y_test, digit_train, digit_test) as numpy; labels binary."""
-    train = dataset.train.__getitems__(np.arange(len(dataset.train)))
-    test = dataset.test.__getitems__(np.arange(len(dataset.test)))
+    train, test = all_examples(dataset.train), all_examples(dataset.test)
     pixels = train["image"].dtype == np.uint8
     x_train, x_test = (np.asarray(s["image"], np.float64).reshape(len(s["label"]), -1) for s in (train, test))
     if pixels:  # uint8 images -> [0, 1]
@@ -397,6 +370,7 @@ def _one_hot(labels, num_classes, dtype):
 
 # ------------------------------------------------------------------------------------ one task
 
+
 def seed_dependent(task: str, config) -> bool:
     """Whether the seed changes the problem: the random subset (adult, except remove_data), a random memory,
     or a network's initialisation. Otherwise every seed is the same problem: solved once, records copied."""
@@ -414,10 +388,10 @@ def _check_newton_sizes(config, width: int) -> None:
     base = 2 * math.comb(width + k.change_model_degree, k.change_model_degree) if "change_model" in k.tasks else new
     for field, name, params in (("kprior.solver", k.solver, new), ("kprior.base_solver", k.base_solver, base)):
         require(name != "newton" or params <= NEWTON_MAX_PARAMS, field,
-                 f"newton needs a dense {params} x {params} Hessian per problem (more than NEWTON_MAX_PARAMS="
-                 f"{NEWTON_MAX_PARAMS} params"
-                 + (f"; the degree-{k.change_model_degree} base model of change_model"
-                    if params == base and base != new else "") + "): use lbfgs")
+                f"newton needs a dense {params} x {params} Hessian per problem (more than NEWTON_MAX_PARAMS="
+                f"{NEWTON_MAX_PARAMS} params"
+                + (f"; the degree-{k.change_model_degree} base model of change_model"
+                   if params == base and base != new else "") + "): use lbfgs")
 
 
 def _steps_note(steps, solver: Solver) -> str:
@@ -444,18 +418,18 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
     k = config.kprior
     solver, base_solver = solvers
     fractions = tuple(float(f) for f in k.memory_fractions)
-    num_classes = 2
+    num_classes = NUM_CLASSES
     glm = config.model.name == "glm"
     if glm:
-        new_model = _glm(config.model.polynomial_degree, num_classes, dtype)
-        base_model = _glm(k.change_model_degree, num_classes, dtype) if task == "change_model" else new_model
+        new_model = glm_model(config.model.polynomial_degree, num_classes, dtype)
+        base_model = glm_model(k.change_model_degree, num_classes, dtype) if task == "change_model" else new_model
     else:
-        new_model = _mlp(config.model.hidden_sizes, num_classes, dtype)
-        base_model = _mlp(k.change_model_hidden_sizes, num_classes, dtype) if task == "change_model" else new_model
-    delta = k.change_regularizer_deltas[0] if task == "change_regularizer" else k.delta
-    new_delta = k.change_regularizer_deltas[1] if task == "change_regularizer" else delta
-    scalars = lambda n_new: dict(delta=np.asarray(delta, dtype), new_delta=np.asarray(new_delta, dtype),  # noqa
-                                 num_new=np.asarray(n_new, dtype))
+        new_model = mlp_model(config.model.hidden_sizes, num_classes, dtype)
+        base_model = (mlp_model(k.change_model_hidden_sizes, num_classes, dtype) if task == "change_model"
+                      else new_model)
+    delta = k.change_regulariser_deltas[0] if task == "change_regulariser" else k.delta
+    new_delta = k.change_regulariser_deltas[1] if task == "change_regulariser" else delta
+    per_seed = lambda value: np.broadcast_to(np.asarray(value, dtype), (len(seeds),))  # noqa: E731
 
     # --- splits and base models (vmapped over seeds)
     start_time = time.perf_counter()
@@ -464,10 +438,10 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
     base_inputs = np.stack([base_model.inputs(s["x"]) for s in splits])
     targets = np.stack([_one_hot(s["y"], num_classes, dtype) for s in splits])
     no_removed = np.zeros((len(seeds), n_past), dtype)
-    base_data = dict(memory_inputs=base_inputs, memory_targets=targets, memory_soft=targets,
-                     memory_weight=np.ones((len(seeds), n_past), dtype), memory_removed=no_removed,
-                     **{key: np.broadcast_to(v, (len(seeds),)) for key, v in scalars(0).items()})
-    base_data["new_delta"] = base_data["delta"]
+    base_problems = AdaptationProblem(
+        memory_inputs=base_inputs, memory_targets=targets, memory_soft=targets,
+        memory_weight=np.ones((len(seeds), n_past), dtype), memory_removed=no_removed,
+        delta=per_seed(delta), new_delta=per_seed(delta), num_new=per_seed(0))
     base_starts = _stack([base_model.init(seed, width) for seed in seeds])
     test_inputs = new_model.inputs(splits[0]["x_test"])
     test_labels = splits[0]["y_test"]
@@ -477,17 +451,17 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
         base_solver = base_solver._replace(name="lbfgs")
         log(f"{task}: the base model has {base_starts[0].size} params, too many for newton's dense Hessian "
             f"(NEWTON_MAX_PARAMS={NEWTON_MAX_PARAMS}): solved with lbfgs")
-    w_star, base_accuracy, base_steps = _solve_seeds(base_starts, base_data, base_test, test_labels[:len(base_test)],
-                                                     base_model.apply, base_solver)
+    w_star, base_accuracy, base_steps = _solve_seeds(base_starts, base_problems, base_test,
+                                                     test_labels[:len(base_test)], base_model.apply, base_solver)
     base_outputs = jax.vmap(base_model.apply)(w_star, base_inputs)
     soft = np.asarray(jax.nn.softmax(base_outputs), dtype)
     scores = [memory_scores(o) for o in np.asarray(base_outputs)]
     log(f"{task}: base models ({len(seeds)} seeds, {n_past} past points"
         + (f", test accuracy {np.mean(base_accuracy):.4f}" if cheap_base_test else "")
         + f") {time.perf_counter() - start_time:.1f}s, {_steps_note(base_steps, base_solver)}")
-    del base_inputs
+    del base_inputs, base_problems
 
-    # --- removed points, memories, the adaptation data
+    # --- removed points, memories, the adaptation problems
     removed = []
     for s, score in zip(splits, scores):
         if task != "remove_data":
@@ -502,14 +476,15 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
                 for s, score, r, seed in zip(splits, scores, removed, seeds)]
     inputs = np.stack([new_model.inputs(s["x"]) for s in splits])
     removed = np.stack(removed).astype(dtype)
-    common = scalars(len(splits[0]["y_new"]) if task == "add_data" else 0)
+    new_data = {}
     if task == "add_data":
-        common.update(new_inputs=np.stack([new_model.inputs(s["x_new"]) for s in splits]),
-                      new_targets=np.stack([_one_hot(s["y_new"], num_classes, dtype) for s in splits]))
-    seed_axis = {key: np.broadcast_to(v, (len(seeds), *np.shape(v))) if key in scalars(0) else v
-                 for key, v in common.items()}
-    reference = dict(memory_inputs=inputs, memory_targets=targets, memory_soft=soft,
-                     memory_weight=np.ones((len(seeds), n_past), dtype), memory_removed=removed, **seed_axis)
+        new_data = dict(new_inputs=np.stack([new_model.inputs(s["x_new"]) for s in splits]),
+                        new_targets=np.stack([_one_hot(s["y_new"], num_classes, dtype) for s in splits]))
+    reference = AdaptationProblem(
+        memory_inputs=inputs, memory_targets=targets, memory_soft=soft,
+        memory_weight=np.ones((len(seeds), n_past), dtype), memory_removed=removed,
+        delta=per_seed(delta), new_delta=per_seed(new_delta),
+        num_new=per_seed(len(splits[0]["y_new"]) if task == "add_data" else 0), **new_data)
     if task == "change_model":
         starts = _stack([new_model.init(seed + 1000, width) for seed in seeds])
         anchor = None
@@ -531,20 +506,18 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
             f"accuracy {np.mean(accuracy):.4f}, {_steps_note(steps, solver)}")
 
     # --- kprior / replay over seeds x fractions
-    sizes = np.array([[len(m) for m in per_seed] for per_seed in memories])
+    sizes = np.array([[len(m) for m in per_seed_memories] for per_seed_memories in memories])
     for method in (m for m in ("kprior", "replay") if m in k.methods):
         tic = time.perf_counter()
         outputs = []
         if k.vectorize_fractions:  # padded memory: 0/1 weights over all past points, vmapped over fractions
             weights = np.zeros((len(seeds), len(fractions), n_past), dtype)
-            for i, per_seed in enumerate(memories):
-                for j, memory in enumerate(per_seed):
+            for i, per_seed_memories in enumerate(memories):
+                for j, memory in enumerate(per_seed_memories):
                     weights[i, j, memory] = 1
-            data = dict(reference, memory_weight=weights)
-            if anchor is not None:
-                data["anchor"] = anchor
-            outputs.append(_solve_grid(starts, data, reference, test_inputs, test_labels, new_model.apply, method,
-                                       solver, frozenset({"memory_weight"}))[1:])
+            problems = reference._replace(memory_weight=weights, anchor=anchor)
+            outputs.append(_solve_grid(starts, problems, reference, test_inputs, test_labels, new_model.apply,
+                                       method, solver, ("memory_weight",))[1:])
         else:  # gathered memory per fraction, padded across seeds with weight 0, vmapped over seeds
             for j in range(len(fractions)):
                 size = sizes[:, j].max()
@@ -555,13 +528,13 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
                     weight[i, 0, :sizes[i, j]] = 1
                 take = lambda a: np.take_along_axis(a[:, None], index.reshape(  # noqa: E731
                     index.shape + (1,) * (a.ndim - 2)), axis=2)
-                data = dict(reference, memory_inputs=take(inputs), memory_targets=take(targets),
-                            memory_soft=take(soft), memory_removed=take(removed), memory_weight=weight)
-                if anchor is not None:
-                    data["anchor"] = anchor
-                batched = frozenset(key for key in data if key.startswith("memory_"))
+                problems = reference._replace(memory_inputs=take(inputs), memory_targets=take(targets),
+                                              memory_soft=take(soft), memory_removed=take(removed),
+                                              memory_weight=weight, anchor=anchor)
+                batched = tuple(name for name in AdaptationProblem._fields if name.startswith("memory_"))
                 outputs.append(jax.block_until_ready(_solve_grid(  # blocks: the log line means the solve is done
-                    starts, data, reference, test_inputs, test_labels, new_model.apply, method, solver, batched)[1:]))
+                    starts, problems, reference, test_inputs, test_labels, new_model.apply, method, solver,
+                    batched)[1:]))
                 log(f"{task}: {method} fraction {fractions[j]} ({size} points) done, "
                     f"{time.perf_counter() - tic:.1f}s since the first fraction started")
         accuracy, absolute, relative, steps = (np.concatenate([np.asarray(o[i]) for o in outputs], axis=1)
@@ -585,65 +558,19 @@ def _run_task_seeds(task: str, arrays, config, seeds, dtype, solvers, log) -> li
     return records
 
 
-# ------------------------------------------------------------------------------------ summary and plot
-
-def summarize(records: list[dict]) -> dict:
-    """{(task, method, fraction): (mean, std, min, max) of test accuracy over seeds}."""
-    groups: dict = {}
-    for r in records:
-        groups.setdefault((r["task"], r["method"], r["memory_fraction"]), []).append(r["test_accuracy"])
-    return {key: (float(np.mean(v)), float(np.std(v)), float(np.min(v)), float(np.max(v)))
-            for key, v in groups.items()}
-
-
-def plot_accuracy_vs_memory(records: list[dict], path: str, title: str = "") -> None:
-    """One panel per task: test accuracy vs memory size (% of past data, log axis), mean and min-max over seeds."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stats = summarize(records)
-    tasks = [t for t in TASKS if any(r["task"] == t for r in records)]
-    figure, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
-    styles = {"kprior": ("K-prior", "tab:blue", "o"), "replay": ("Replay", "tab:orange", "s"),
-              "batch": ("Batch", "black", None)}
-    for axis, task in zip(axes[0], tasks):
-        for method, (label, color, marker) in styles.items():
-            keys = sorted((key for key in stats if key[0] == task and key[1] == method), key=lambda key: key[2])
-            if not keys:
-                continue
-            x = np.array([100 * key[2] for key in keys])
-            mean, _, low, high = (np.array([stats[key][i] for key in keys]) for i in range(4))
-            axis.plot(x, 100 * mean, color=color, marker=marker, linestyle="--" if method == "batch" else "-",
-                      label=label)
-            axis.fill_between(x, 100 * low, 100 * high, color=color, alpha=0.2)
-        axis.set_xscale("log")
-        axis.set_title(task.replace("_", " "))
-        axis.set_xlabel("memory size (% of past data)")
-        axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][0].legend()
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
 # ------------------------------------------------------------------------------------ entry point
 
-def run_kprior_experiment(config, workdir: str, dataset=None) -> dict:
+
+def run(config, workdir: str, dataset=None) -> dict:
     """Every task x method x memory fraction x seed of config.kprior; writes results.json and the plot.
 
-    `dataset`: a `jaxlab.data.Dataset` to use instead of `load_dataset(config.data)` (tests, notebooks).
+    `dataset`: a `jaxlab.data.Dataset` to use instead of `load_dataset(config.data)` (tests, notebooks); then
+    config.data is not checked.
     """
-    from jaxlab import config as config_lib
-    from jaxlab.data import load_dataset
-    from jaxlab.train.metrics import write_json
-
-    check_kprior_config(config)
     if dataset is None:  # the shared checks, data paths included (a given dataset needs no data config)
-        config_lib.validate(config, num_devices=jax.local_device_count())
+        validate(config, num_devices=jax.local_device_count())
+    else:
+        check_kprior_config(config)
     os.makedirs(workdir, exist_ok=True)
     k = config.kprior
     name = f"{config.data.name or config.data.source} {config.model.name}"
@@ -657,7 +584,7 @@ def run_kprior_experiment(config, workdir: str, dataset=None) -> dict:
         if dataset is None:
             dataset = load_dataset(config.data)
         arrays = _arrays(dataset, config, dtype)
-        if len(np.unique(arrays[1])) != 2:
+        if len(np.unique(arrays[1])) != NUM_CLASSES:
             raise ConfigError("kprior.protocol", f"the experiments are binary; {dataset.name} has "
                                                  f"{len(np.unique(arrays[1]))} classes under {k.protocol!r}")
         _check_newton_sizes(config, arrays[0].shape[1])

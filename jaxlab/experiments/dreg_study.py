@@ -14,9 +14,10 @@ Protocol (config.dreg_study):
   training set (the `validation_examples` train examples after them), never on the test split.
   The candidate with the best mean final validation accuracy is the method in the grid; a
   candidate with a diverged run is never chosen. results.json lists every candidate's score.
-- Runs live in <workdir>/runs/<method>_bs<B>_seed<S>/ (sweep runs under <workdir>/sweep/); a
-  run with a summary.json (finished) or diverged.json (non-finite loss) is never trained again
-  and an interrupted one resumes from its checkpoint, so the study continues where it stopped.
+- Runs form one resumable grid (jaxlab.experiments.grid): <workdir>/runs/<method>_bs<B>_seed<S>/
+  (candidate runs under runs/sweep/), each record in <workdir>/records/; a finished or diverged
+  (non-finite loss) run is never trained again and an interrupted one resumes from its checkpoint,
+  so the study continues where it stopped (SIGTERM: the running run checkpoints, the study stops).
 
 Outputs (rewritten after every run, "complete": false until the grid is done): results.json (per
 run: method, batch_size, seed, final test accuracy, accuracy per epoch, steps per epoch, steps /
@@ -31,18 +32,40 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import jax
+import ml_collections
 import numpy as np
+from matplotlib.figure import Figure
 
 from jaxlab import data, parallel
-from jaxlab.config import ConfigError, validate
+from jaxlab.errors import ConfigError
+from jaxlab.experiments import train as train_experiment
+from jaxlab.experiments.grid import Grid
+from jaxlab.train import NonFiniteLossError, Preempted
 from jaxlab.train.metrics import write_json
 
 RESULTS_FILE = "results.json"
 PLOT_FILE = "convergence.png"
 TABLE_FILE = "results.md"
+
+
+def extend_config(config) -> None:
+    """config.dreg (the train experiment's fragment: what a method overrides) and config.dreg_study."""
+    train_experiment.extend_config(config)
+    config.dreg_study = ml_collections.ConfigDict(dict(
+        methods=("B0", "DReg"),   # the grid's methods, in plot order
+        overrides={"B0": {}, "DReg": {"dreg": {"enabled": True}}},  # method -> nested config overrides
+        candidates={},            # tuned method -> {candidate -> overrides}, picked on a validation split
+        batch_sizes=(128, 4096),
+        seeds=(0, 1, 2),
+        sweep_batch_sizes=(),     # where candidates are compared; () = the largest of batch_sizes
+        sweep_seeds=(0,),
+        train_examples=0,         # first N examples of the train split (0 = all)
+        validation_examples=0,    # the next N train examples: the candidates' validation split
+        test_examples=0,          # first N of the eval split (0 = all)
+        target_accuracy=0.8,      # steps to reach this test accuracy (evaluated once per epoch)
+    ))
 
 
 def apply_overrides(config, overrides, where: str):
@@ -78,21 +101,19 @@ def _method_config(config, method: str, candidate: str | None = None):
     if candidate is not None:
         run_config = apply_overrides(run_config, study.candidates[method][candidate],
                                      f"dreg_study.candidates.{method}.{candidate}")
-    with run_config.unlocked():
-        run_config.experiment = "train"
     return run_config
 
 
 def _run_config(method_config, batch_size: int, seed: int):
-    run_config = method_config.copy_and_resolve_references()
-    with run_config.unlocked():
-        run_config.training.batch_size = int(batch_size)
-        run_config.seed = int(seed)
-        run_config.eval_every_steps = 0  # once per epoch
+    """The train config of one run (jaxlab.experiments.train.as_train_config): its batch size and seed."""
+    run_config = train_experiment.as_train_config(method_config)
+    run_config.training.batch_size = int(batch_size)
+    run_config.seed = int(seed)
+    run_config.eval_every_steps = 0  # once per epoch
     return run_config
 
 
-def check_study_config(config, num_devices: int) -> None:
+def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     """ConfigErrors for a study that cannot run, before any data is loaded or code compiled; every
     run's config (each method, candidate and batch size) is validated."""
     study = config.dreg_study
@@ -127,8 +148,8 @@ def check_study_config(config, num_devices: int) -> None:
         for candidate in study.candidates.get(method, {None: None}):
             method_config = _method_config(config, method, candidate)
             for batch_size in set(study.batch_sizes) | set(_sweep_batch_sizes(study)):
-                validate(_run_config(method_config, batch_size, 0), num_devices=num_devices,
-                         process_count=jax.process_count())
+                train_experiment.validate(_run_config(method_config, batch_size, 0), num_devices=num_devices,
+                                          process_count=process_count)
 
 
 def study_datasets(dataset: data.Dataset, study) -> tuple[data.Dataset, data.Dataset | None]:
@@ -158,12 +179,11 @@ def _read_jsonl(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_record(run_dir: str, steps_per_epoch: int, num_epochs: int, target: float) -> dict:
+def run_record(run_dir: str, steps_per_epoch: int, num_epochs: int, target: float, diverged: bool = False) -> dict:
     """One finished (or diverged) run's record, from its eval.jsonl and summary.json."""
     by_step = {r["step"]: r["accuracy"] for r in _read_jsonl(os.path.join(run_dir, "eval.jsonl"))}  # last wins
     per_epoch = [by_step.get((e + 1) * steps_per_epoch) for e in range(num_epochs)]
     reached = [e for e, acc in enumerate(per_epoch) if acc is not None and acc >= target]
-    diverged = os.path.exists(os.path.join(run_dir, "diverged.json"))
     summary = {}
     if not diverged:
         with open(os.path.join(run_dir, "summary.json")) as f:
@@ -180,24 +200,20 @@ def run_record(run_dir: str, steps_per_epoch: int, num_epochs: int, target: floa
     }
 
 
-class StudyPreempted(RuntimeError):
-    """SIGTERM during a run: it checkpointed; rerun the study with the same workdir to continue."""
+def _train_run(grid: Grid, name: str, run_config, dataset: data.Dataset, mesh, num_epochs: int,
+               target: float) -> dict:
+    """The record of one grid run: trained now unless finished before; a non-finite loss is a diverged run."""
 
+    def train(run_dir: str) -> dict:
+        try:
+            train_experiment.train_run(run_config, run_dir, mesh=mesh, dataset=dataset)
+        except NonFiniteLossError as e:
+            write_json(os.path.join(run_dir, "diverged.json"), {"error": str(e)})
+            return run_record(run_dir, steps_per_epoch, num_epochs, target, diverged=True)
+        return run_record(run_dir, steps_per_epoch, num_epochs, target)
 
-def _train_run(run_config, run_dir: str, dataset: data.Dataset, mesh) -> None:
-    """Train one run unless it finished or diverged before; a non-finite loss leaves diverged.json."""
-    from jaxlab.train import NonFiniteLossError, train_and_evaluate
-
-    if any(os.path.exists(os.path.join(run_dir, f)) for f in ("summary.json", "diverged.json")):
-        return
-    try:
-        result = train_and_evaluate(run_config, run_dir, mesh=mesh, dataset=dataset)
-    except NonFiniteLossError as e:
-        write_json(os.path.join(run_dir, "diverged.json"), {"error": str(e)})
-        return
-    if result.get("preempted"):
-        raise StudyPreempted(f"SIGTERM: {run_dir} checkpointed at step {result['step']}; rerun the study "
-                             "with the same workdir to continue")
+    steps_per_epoch = len(dataset.train) // run_config.training.batch_size
+    return grid.run(name, train, config=run_config)
 
 
 def _mean_std(values) -> tuple[float | None, float | None]:
@@ -259,12 +275,8 @@ def format_table(results: dict) -> str:
 
 def plot_convergence(rows: list[dict], batch_sizes, path: str, target: float) -> None:
     """Test accuracy vs epoch, a panel per batch size, a line per method (mean over seeds)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4.5 * len(batch_sizes), 3.6), squeeze=False,
-                             sharey=True)
+    fig = Figure(figsize=(4.5 * len(batch_sizes), 3.6))
+    axes = fig.subplots(1, len(batch_sizes), squeeze=False, sharey=True)
     for ax, batch_size in zip(axes[0], batch_sizes):
         for row in (r for r in rows if r["batch_size"] == batch_size):
             curve = row["accuracy_per_epoch_mean"]
@@ -280,10 +292,9 @@ def plot_convergence(rows: list[dict], batch_sizes, path: str, target: float) ->
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
-def _select_candidates(config, sweep_dataset, mesh, workdir, num_epochs, log) -> dict:
+def _select_candidates(config, grid: Grid, sweep_dataset, mesh, num_epochs) -> dict:
     """{method: {"chosen", "validation_accuracy": {candidate: mean}}} from the validation sweep."""
     study, selection = config.dreg_study, {}
     for method in (m for m in study.methods if m in study.candidates):
@@ -293,72 +304,81 @@ def _select_candidates(config, sweep_dataset, mesh, workdir, num_epochs, log) ->
             accuracies = []
             for batch_size in _sweep_batch_sizes(study):
                 for seed in study.sweep_seeds:
-                    run_dir = os.path.join(workdir, "sweep", run_name(f"{method}-{candidate}", batch_size, seed))
-                    start = time.perf_counter()
-                    _train_run(_run_config(method_config, batch_size, seed), run_dir, sweep_dataset, mesh)
-                    record = run_record(run_dir, len(sweep_dataset.train) // batch_size, num_epochs, 1.0)
+                    name = "sweep/" + run_name(f"{method}-{candidate}", batch_size, seed)
+                    record = _train_run(grid, name, _run_config(method_config, batch_size, seed), sweep_dataset,
+                                        mesh, num_epochs, 1.0)
                     accuracies.append(record["final_accuracy"])
-                    log(f"sweep {method}/{candidate} batch {batch_size} seed {seed}: validation accuracy "
-                        f"{record['final_accuracy']} ({time.perf_counter() - start:.0f} s)")
+                    grid.log(f"{name}: validation accuracy {record['final_accuracy']}")
             scores[candidate] = None if None in accuracies else float(np.mean(accuracies))
         valid = {c: s for c, s in scores.items() if s is not None}
         if not valid:
             raise FloatingPointError(f"every candidate of {method} diverged in the validation sweep: {scores}")
         selection[method] = {"chosen": max(valid, key=valid.get), "validation_accuracy": scores,
                              "batch_sizes": list(_sweep_batch_sizes(study)), "seeds": list(study.sweep_seeds)}
-        log(f"{method}: chose {selection[method]['chosen']!r} (validation accuracy {scores})")
+        grid.log(f"{method}: chose {selection[method]['chosen']!r} (validation accuracy {scores})")
     return selection
 
 
-def run_study(config, workdir: str) -> dict:
-    """Run the study described in the module docstring into `workdir`; returns the results dict."""
+def _run_names(study) -> list[str]:
+    """Every run of the study, in the order they are trained (candidates first, then the grid a seed at a time)."""
+    names = ["sweep/" + run_name(f"{m}-{c}", b, s) for m in study.methods for c in study.candidates.get(m, {})
+             for b in _sweep_batch_sizes(study) for s in study.sweep_seeds]
+    return names + [run_name(m, b, s) for s in study.seeds for b in study.batch_sizes for m in study.methods]
+
+
+def run(config, workdir: str) -> dict:
+    """Run the study described in the module docstring into `workdir`; returns the results dict, or
+    {"finished": False, "preempted": True} when SIGTERM stopped it (rerun to continue)."""
     mesh = parallel.make_mesh()
-    check_study_config(config, mesh.size)
+    validate(config, num_devices=mesh.size, process_count=jax.process_count())
     study = config.dreg_study
     main_dataset, sweep_dataset = study_datasets(data.load_dataset(config.data), study)
     num_epochs = int(np.ceil(config.training.num_epochs))
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
-    study_start = time.perf_counter()
+    grid = Grid(workdir, "dreg_study", names=_run_names(study))
+    grid.log(f"{main_dataset.name}: {len(main_dataset.train)} train / {len(main_dataset.test)} test"
+             + (f" / {len(sweep_dataset.test)} validation" if sweep_dataset else "") + f" examples; "
+             f"{mesh.size} devices")
+    try:
+        with grid.watch():
+            results = _run_grid(config, grid, workdir, main_dataset, sweep_dataset, mesh, num_epochs)
+    except Preempted as stop:
+        grid.log(f"{stop}")
+        return {"finished": False, "preempted": True}
+    for row in results["summary"]:
+        grid.log(f"{row['method']:>8} batch {row['batch_size']:>5}: accuracy {row['final_accuracy_mean']} "
+                 f"+- {row['final_accuracy_std']}, steps to target {row['steps_to_target_mean']} "
+                 f"({row['num_reached_target']}/{row['num_runs']}), step time x{row['step_time_vs_first_method']}")
+    return results
 
-    def log(message: str) -> None:
-        print(f"[dreg_study {time.perf_counter() - study_start:6.0f} s] {message}", flush=True)
 
-    log(f"{main_dataset.name}: {len(main_dataset.train)} train / {len(main_dataset.test)} test"
-        + (f" / {len(sweep_dataset.test)} validation" if sweep_dataset else "") + f" examples; {mesh.size} devices")
-    selection = _select_candidates(config, sweep_dataset, mesh, workdir, num_epochs, log)
-
-    grid = [(m, b, s) for s in study.seeds for b in study.batch_sizes for m in study.methods]  # a seed at a time
+def _run_grid(config, grid: Grid, workdir: str, main_dataset, sweep_dataset, mesh, num_epochs: int) -> dict:
+    study = config.dreg_study
+    selection = _select_candidates(config, grid, sweep_dataset, mesh, num_epochs)
+    cells = [(m, b, s) for s in study.seeds for b in study.batch_sizes for m in study.methods]  # a seed at a time
     runs = []
-    for i, (method, batch_size, seed) in enumerate(grid):
+    for i, (method, batch_size, seed) in enumerate(cells):
         method_config = _method_config(config, method, selection.get(method, {}).get("chosen"))
-        run_dir = os.path.join(workdir, "runs", run_name(method, batch_size, seed))
-        start = time.perf_counter()
-        _train_run(_run_config(method_config, batch_size, seed), run_dir, main_dataset, mesh)
-        record = run_record(run_dir, len(main_dataset.train) // batch_size, num_epochs, study.target_accuracy)
+        record = _train_run(grid, run_name(method, batch_size, seed), _run_config(method_config, batch_size, seed),
+                            main_dataset, mesh, num_epochs, study.target_accuracy)
         runs.append({"method": method, "batch_size": batch_size, "seed": seed, **record})
-        log(f"[{i + 1}/{len(grid)}] {run_name(method, batch_size, seed)}: test accuracy "
-            f"{record['final_accuracy']}, per epoch {record['accuracy_per_epoch']} "
-            f"({time.perf_counter() - start:.0f} s)")
+        grid.log(f"[{i + 1}/{len(cells)}] {run_name(method, batch_size, seed)}: test accuracy "
+                 f"{record['final_accuracy']}, per epoch {record['accuracy_per_epoch']}")
         rows = aggregate(runs, tuple(study.methods), tuple(study.batch_sizes))
         results = {  # rewritten after every run: a stopped study leaves the runs so far ("complete": false)
-            "complete": i + 1 == len(grid),
+            "complete": i + 1 == len(cells),
             "dataset": main_dataset.name, "train_examples": len(main_dataset.train),
             "test_examples": len(main_dataset.test), "num_epochs": num_epochs, "num_devices": mesh.size,
             "target_accuracy": study.target_accuracy, "methods": list(study.methods),
             "batch_sizes": list(study.batch_sizes), "seeds": list(study.seeds), "selection": selection,
-            "study_seconds_this_call": time.perf_counter() - study_start,
             "summary": rows, "runs": runs,
         }
         write_json(os.path.join(workdir, RESULTS_FILE), results)
         with open(os.path.join(workdir, TABLE_FILE), "w") as f:
             f.write(format_table(results))
-        if i + 1 == len(grid) or grid[i + 1][2] != seed:  # the plot after each seed's block
+        if i + 1 == len(cells) or cells[i + 1][2] != seed:  # the plot after each seed's block
             plot_convergence(rows, tuple(study.batch_sizes), os.path.join(workdir, PLOT_FILE),
                              study.target_accuracy)
-    for row in rows:
-        log(f"{row['method']:>8} batch {row['batch_size']:>5}: accuracy {row['final_accuracy_mean']} "
-            f"+- {row['final_accuracy_std']}, steps to target {row['steps_to_target_mean']} "
-            f"({row['num_reached_target']}/{row['num_runs']}), step time x{row['step_time_vs_first_method']}")
     return results

@@ -1,10 +1,11 @@
-"""report.md (+ PNG plots) in the sweep's workdir, readable by someone who did not run the sweep."""
+"""The augmentation sweep's report.md (+ PNG plots) in its workdir, readable by someone who did not run the sweep."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+from matplotlib.figure import Figure
 
 TOP = 6  # classes / pairs shown in the plots
 
@@ -20,11 +21,13 @@ def _shown_classes(analysis: dict) -> list[dict]:
     return (affected or [r for r in ranked if r["drop"] > 0])[:TOP]
 
 
-def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _subplots(*grid, figsize):
+    """(figure, axes) without pyplot: no global backend state, safe in notebooks and threads."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*grid)
 
+
+def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, str]:
     s = np.asarray(analysis["strengths"])
     files = {}
 
@@ -39,10 +42,9 @@ def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, s
                 strength_axis(ax)
         fig.tight_layout()
         fig.savefig(os.path.join(workdir, name), dpi=110)
-        plt.close(fig)
         files[name] = name
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _subplots(figsize=(5, 3.5))
     for key, label in (("average_accuracy", "top-1"), ("multilabel_average_accuracy", "multi-label")):
         if key in analysis:
             ax.errorbar(s, analysis[key]["mean"], yerr=np.nan_to_num(analysis[key]["ci"]), marker="o", label=label,
@@ -56,7 +58,7 @@ def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, s
     if shown:  # classes that lose accuracy at s*
         per_class = np.asarray(analysis["per_class_accuracy"]["mean"])
         per_class_ci = np.nan_to_num(np.asarray(analysis["per_class_accuracy"]["ci"]))
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        fig, ax = _subplots(figsize=(5.5, 3.8))
         for r in shown:
             ax.errorbar(s, per_class[:, r["class"]], yerr=per_class_ci[:, r["class"]], marker="o", capsize=3,
                         label=f"{r['name']}{' *' if r['affected'] else ''}")
@@ -66,7 +68,7 @@ def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, s
         ax.legend(fontsize=7)
         save(fig, "class_accuracy.png")
 
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+        fig, (left, right) = _subplots(1, 2, figsize=(9, 3.5))
         for r in shown:
             label = f"{r['name']} → {r['partner_name']}"
             left.plot(s, r["curves"]["confusion_rate"], marker="o", label=label)
@@ -82,7 +84,7 @@ def _plots(workdir: str, analysis: dict, comparison: dict | None) -> dict[str, s
         classes = comparison["treated"]
         rows = [comparison["per_class"][k] for k in classes]
         x = np.arange(len(classes))
-        fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(classes) + 2), 3.5))
+        fig, ax = _subplots(figsize=(max(4, 0.9 * len(classes) + 2), 3.5))
         ax.bar(x - 0.2, [r["baseline"] for r in rows], 0.4, label=f"s* = {comparison['baseline_strength']:g} for all")
         ax.bar(x + 0.2, [r["treated"] for r in rows], 0.4, label="class-conditional")
         ax.set_xticks(x, [names[k] for k in classes], rotation=30, ha="right")

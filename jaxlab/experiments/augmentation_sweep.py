@@ -4,10 +4,11 @@
 
 Each run trains `config` with `config.augment.tables[config.sweep.parameter]` set to the run's
 strength (the pipeline refers to that name, e.g. "rrc(size=32, scale=(crop_scale, 1.0))") and
-`config.seed` set to the run's seed, in <workdir>/runs/<run>/ (resumable: an interrupted run
-continues from its last checkpoint). A finished run leaves <workdir>/predictions/<run>.npz
-(labels, predictions) and is never trained again, so a sweep interrupted anywhere continues
-where it stopped; shards of a sweep on several machines write into the same folders and merge.
+`config.seed` set to the run's seed. The runs form one resumable grid (jaxlab.experiments.grid):
+<workdir>/runs/<run>/ while it trains (an interrupted run continues from its last checkpoint), then
+<workdir>/predictions/<run>.npz (labels, predictions) and its record in <workdir>/records/; a finished
+run is never trained again, so a sweep interrupted anywhere (SIGTERM included) continues where it
+stopped; shards of a sweep on several machines write into the same folders and merge.
 When every run's predictions exist, the analysis (jaxlab.classwise.analyze) is written to
 analysis.json and per_class.csv, then the class-conditional intervention retrains the selected
 pairs with weaker crops (jaxlab.classwise.intervention) and report.md summarises everything.
@@ -21,21 +22,53 @@ import json
 import os
 import re
 import shutil
-import time
 
 import jax
+import ml_collections
 import numpy as np
 
-from jaxlab import data
+from jaxlab import data, parallel
 from jaxlab.classwise import intervention as intervention_lib
+from jaxlab.classwise import real_labels
 from jaxlab.classwise.analysis import analyze, per_class_rows
-from jaxlab.config import ConfigError, validate
+from jaxlab.errors import ConfigError
+from jaxlab.experiments import train as train_experiment
+from jaxlab.experiments.grid import Grid
+from jaxlab.experiments.sweep_report import write_report
+from jaxlab.train import Preempted
 from jaxlab.train.metrics import write_json
 
 CSV_COLUMNS = ("strength", "seed", "class", "n", "accuracy", "multilabel_accuracy", "false_positives")
 
 
-def check_sweep_config(config) -> None:
+def extend_config(config) -> None:
+    """config.dreg (each run is a `train` run), config.sweep (the grid of runs) and config.classwise (the analysis)."""
+    train_experiment.extend_config(config)
+    config.sweep = ml_collections.ConfigDict(dict(
+        parameter="crop_scale",   # the config.augment.tables name each run sets to its strength
+        strengths=(0.08, 0.25, 0.5, 1.0),
+        seeds=(0, 1, 2),
+        num_shards=1,             # spread the runs over machines: this process runs
+        shard_index=0,            #   runs i with i % num_shards == shard_index
+        keep_run_checkpoints=False,  # False: delete a run's checkpoints once its predictions are saved
+    ))
+    config.classwise = ml_collections.ConfigDict(dict(
+        reference_strength=0.0,   # s* classes are scored at; 0 = the strength with the best average accuracy
+        alpha=0.05,               # affected: one-sided p-value of the drop <= alpha ...
+        min_drop=0.0,             # ... and a drop of at least this much accuracy
+        correction="none",        # none | bonferroni (over classes)
+        symmetric_threshold=0.2,  # co-labelling P(l|k) and P(k|l) >= this: ambiguous
+        cooccurrence_threshold=0.2,  # one direction >= this (not both): co-occurring
+        class_groups=(),          # group id per class (hierarchy for fine-grained); () = the dataset's, if any
+        real_json="",             # ImageNet ReaL real.json for multi-label scoring of the eval split
+        intervention=True,        # retrain with class-conditional strength after the sweep
+        intervention_selection="false_positive_growth",  # false_positive_growth | affected
+        intervention_pairs=2,     # confused pairs to treat (both classes of each)
+        intervention_strength=1.0,  # the strength for treated classes (1.0: no random crop)
+    ))
+
+
+def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     """Raise ConfigError for a sweep that cannot run (before any data is loaded or code compiled)."""
     sweep, cw = config.sweep, config.classwise
     if not sweep.strengths:
@@ -65,6 +98,7 @@ def check_sweep_config(config) -> None:
         raise ConfigError("classwise.intervention_strength", "must be in (0, 1]")
     if cw.real_json and not os.path.isfile(cw.real_json):
         raise ConfigError("classwise.real_json", f"{cw.real_json!r} is not a file (ImageNet ReaL real.json)")
+    train_experiment.validate(config, num_devices=num_devices, process_count=process_count)
 
 
 def run_name(strength: float, seed: int) -> str:
@@ -74,13 +108,11 @@ def run_name(strength: float, seed: int) -> str:
 def _run_config(config, *, seed: int, table: list[float] | float):
     """The train config of one run: its seed, and the sweep's table set to one strength or per-class strengths."""
     values = {"default": float(table)} if np.ndim(table) == 0 else {str(k): float(v) for k, v in enumerate(table)}
-    run_config = config.copy_and_resolve_references()
-    with run_config.unlocked():
-        run_config.experiment = "train"
-        run_config.seed = int(seed)
-        tables = run_config.augment.tables.to_dict()
-        tables[config.sweep.parameter] = values
-        run_config.augment.tables = tables
+    run_config = train_experiment.as_train_config(config)
+    run_config.seed = int(seed)
+    tables = run_config.augment.tables.to_dict()
+    tables[config.sweep.parameter] = values
+    run_config.augment.tables = tables
     return run_config
 
 
@@ -90,27 +122,22 @@ def _save_predictions(path: str, result: dict) -> None:
     os.replace(tmp, path)
 
 
-def _train_runs(config, workdir: str, runs: list[tuple[str, object]], dataset, mesh) -> bool:
-    """Train each (name, run_config) without saved predictions; False if a run was preempted."""
-    from jaxlab.train import train_and_evaluate
+def _train_runs(config, grid: Grid, runs: list[tuple[str, object]], dataset, mesh) -> None:
+    """Each (name, run_config) as a grid run: trained unless finished, its predictions saved to
+    <workdir>/predictions/<name>.npz; raises Preempted when SIGTERM stopped a run."""
 
-    todo = [(name, c) for name, c in runs if not os.path.exists(os.path.join(workdir, "predictions", f"{name}.npz"))]
-    if len(todo) < len(runs):
-        print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished (skipped)", flush=True)
-    started = time.perf_counter()
-    for i, (name, run_config) in enumerate(todo):
-        eta = "" if i == 0 else f", ETA {(time.perf_counter() - started) / i * (len(todo) - i) / 60:.1f} min"
-        print(f"== run {i + 1}/{len(todo)}: {name}{eta}", flush=True)
-        run_dir = os.path.join(workdir, "runs", name)
-        result = train_and_evaluate(run_config, run_dir, dataset=dataset, mesh=mesh)
-        if not result.get("finished", False):
-            print(f"run {name} stopped at step {result['step']}; rerun the same command to continue", flush=True)
-            return False
-        if jax.process_index() == 0:
-            _save_predictions(os.path.join(workdir, "predictions", f"{name}.npz"), result)
-            if not config.sweep.keep_run_checkpoints:
-                shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
-    return True
+    def train(name, run_config):
+        def fn(run_dir: str) -> dict:
+            result = train_experiment.train_run(run_config, run_dir, dataset=dataset, mesh=mesh)
+            if jax.process_index() == 0:
+                _save_predictions(os.path.join(grid.workdir, "predictions", f"{name}.npz"), result)
+                if not config.sweep.keep_run_checkpoints:
+                    shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
+            return {"accuracy": result["accuracy"], "step": result["step"]}
+        return fn
+
+    for name, run_config in runs:
+        grid.run(name, train(name, run_config), config=run_config)
 
 
 def _load_predictions(workdir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +171,6 @@ def _eval_label_sets(config, dataset, workdir: str):
     """Multi-labels of the eval split: from config.classwise.real_json (ImageNet ReaL) or the dataset."""
     if not config.classwise.real_json:
         return dataset.eval_label_sets
-    from jaxlab.classwise import real_labels
     real = real_labels.load_real_json(config.classwise.real_json)
     if isinstance(dataset.test, data.TfdsSource):  # tfds imagenet2012: match by file name, any order
         return real_labels.label_sets_for_file_names(real, _eval_file_names(dataset.test, workdir),
@@ -165,12 +191,9 @@ def write_per_class_csv(path: str, rows: list[dict]) -> None:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
 
 
-def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh=None) -> dict:
-    """Train the sweep's runs (this shard's), then, once all exist, analyse, intervene and report."""
-    from jaxlab import parallel
-    from jaxlab.classwise.report import write_report
-
-    check_sweep_config(config)
+def run(config, workdir: str, *, dataset: data.Dataset | None = None, mesh=None) -> dict:
+    """Train the sweep's runs (this shard's), then, once all exist, analyse, intervene and report;
+    {"finished": False, "preempted": True} when SIGTERM stopped it (rerun to continue)."""
     mesh = mesh if mesh is not None else parallel.make_mesh()
     validate(config, num_devices=mesh.size, process_count=jax.process_count())
     dataset = dataset if dataset is not None else data.load_dataset(config.data)
@@ -179,19 +202,29 @@ def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh
     groups = tuple(config.classwise.class_groups) or dataset.class_groups
     if groups is not None and len(groups) != dataset.num_classes:
         raise ConfigError("classwise.class_groups", f"has {len(groups)} entries for {dataset.num_classes} classes")
-    sweep, cw = config.sweep, config.classwise
-    strengths, seeds = [float(s) for s in sweep.strengths], [int(r) for r in sweep.seeds]
-
-    runs = [(run_name(s, r), _run_config(config, seed=r, table=s)) for s in strengths for r in seeds]
+    sweep = config.sweep
+    runs = [(run_name(s, r), _run_config(config, seed=int(r), table=float(s))) for s in sweep.strengths
+            for r in sweep.seeds]
     mine = [run for i, run in enumerate(runs) if i % sweep.num_shards == sweep.shard_index]
-    if not _train_runs(config, workdir, mine, dataset, mesh):
-        return {"finished": False}
+    grid = Grid(workdir, "augmentation_sweep", names=[name for name, _ in mine])
+    try:
+        with grid.watch():
+            return _train_and_analyse(config, grid, dataset, mesh, runs, mine, label_sets, groups)
+    except Preempted as stop:
+        grid.log(f"{stop}")
+        return {"finished": False, "preempted": True}
+
+
+def _train_and_analyse(config, grid: Grid, dataset, mesh, runs, mine, label_sets, groups) -> dict:
+    workdir, sweep, cw = grid.workdir, config.sweep, config.classwise
+    strengths, seeds = [float(s) for s in sweep.strengths], [int(r) for r in sweep.seeds]
+    _train_runs(config, grid, mine, dataset, mesh)
     names = [name for name, _ in runs]
     missing = [n for n in names if not os.path.exists(os.path.join(workdir, "predictions", f"{n}.npz"))]
     if missing:
-        print(f"{len(names) - len(missing)} of {len(names)} runs finished; the other shards still have to "
-              f"write {len(missing)} (e.g. {missing[0]}). Rerun with --config.sweep.num_shards=1 when they are "
-              "done: finished runs are skipped and the analysis is written.", flush=True)
+        grid.log(f"{len(names) - len(missing)} of {len(names)} runs finished; the other shards still have to "
+                 f"write {len(missing)} (e.g. {missing[0]}). Rerun with --config.sweep.num_shards=1 when they are "
+                 "done: finished runs are skipped and the analysis is written.")
         return {"finished": False, "missing_runs": missing}
     if jax.process_index() != 0:
         return {"finished": True}
@@ -208,23 +241,21 @@ def run_sweep(config, workdir: str, *, dataset: data.Dataset | None = None, mesh
 
     comparison = None
     if cw.intervention:
-        comparison = _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predictions, analysis)
-        if comparison is None:
-            return {"finished": False}
+        comparison = _intervene(config, grid, dataset, mesh, strengths, seeds, labels, predictions, analysis)
     report = write_report(workdir, analysis, comparison)
-    print(f"analysis: {os.path.join(workdir, 'analysis.json')}; report: {report}", flush=True)
+    grid.log(f"analysis: {os.path.join(workdir, 'analysis.json')}; report: {report}")
     return {"finished": True, "analysis": analysis, "intervention": comparison, "report": report}
 
 
-def _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predictions, analysis):
-    """Retrain every seed with the per-class table; None if a run was interrupted."""
-    cw = config.classwise
+def _intervene(config, grid: Grid, dataset, mesh, strengths, seeds, labels, predictions, analysis):
+    """Retrain every seed with the per-class table (raises Preempted if SIGTERM stopped a run)."""
+    cw, workdir = config.classwise, grid.workdir
     best = analysis["reference_index"]
     pairs = intervention_lib.select_pairs(strengths, labels, predictions, dataset.num_classes, best_index=best,
                                           selection=cw.intervention_selection, num_pairs=cw.intervention_pairs,
                                           analysis=analysis)
     if not pairs:
-        print("intervention: no class to treat (no false-positive growth / no affected class)", flush=True)
+        grid.log("intervention: no class to treat (no false-positive growth / no affected class)")
         return {"pairs": [], "treated": []}
     treated = sorted({k for pair in pairs for k in pair})
     table = intervention_lib.intervention_table(treated, dataset.num_classes,
@@ -234,8 +265,7 @@ def _intervene(config, workdir, dataset, mesh, strengths, seeds, labels, predict
     # The run names carry the table's hash: changing the analysis options (hence the table) trains anew.
     tag = hashlib.sha1(json.dumps(table).encode()).hexdigest()[:8]
     runs = [(f"intervention_{tag}_seed={r}", _run_config(config, seed=r, table=table)) for r in seeds]
-    if not _train_runs(config, workdir, runs, dataset, mesh):
-        return None
+    _train_runs(config, grid, runs, dataset, mesh)
     treated_labels, treated_predictions = _load_predictions(workdir, [name for name, _ in runs])
     if not np.array_equal(treated_labels, labels):
         raise ValueError("the intervention runs were evaluated on different labels than the sweep")

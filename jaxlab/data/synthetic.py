@@ -1,10 +1,11 @@
 """A 10-class synthetic image set with planted class-level structure (pure numpy, seeded, fast).
 
 It reproduces, at CPU scale, the kinds of classes that strong random-resized-crop (RRC) hurts
-(Kirichenko et al., NeurIPS 2023), so the analyses in jaxlab.classwise can be checked against a
-known answer. Every image is an object drawn on a noisy background (a random base colour, a
-random colour gradient and per-pixel noise) at a random position and size, in a random colour
-that contrasts with the background; the two texture classes are colour/texture fields instead.
+(Kirichenko et al., NeurIPS 2023), so the class-level analyses (jaxlab.classwise) can be checked
+against a known answer; config.data.source="synthetic" loads it. Every image is an object drawn on a
+noisy background (a random base colour, a random colour gradient and per-pixel noise) at a random
+position and size, in a random colour that contrasts with the background; the two texture classes are
+colour/texture fields instead.
 
 What is planted (class ids are the module constants below), and the effect each should produce:
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxlab import data
+from jaxlab.data.dataset import Dataset, from_arrays
 
 NUM_CLASSES = 10
 AMBIGUOUS_PAIR = (0, 1)
@@ -245,10 +246,10 @@ def _split(rng: np.random.Generator, per_class: int, size: int):
 
 
 def make_planted_dataset(*, num_train_per_class: int = 500, num_test_per_class: int = 100, image_size: int = 32,
-                         seed: int = 0) -> data.Dataset:
+                         seed: int = 0) -> Dataset:
     """The planted 10-class dataset (see the module docstring); deterministic from `seed`.
 
-    Returns a jaxlab.data.Dataset named "synthetic" with uint8 (image_size, image_size, 3) images,
+    Returns a Dataset named "synthetic" with uint8 (image_size, image_size, 3) images,
     `eval_label_sets` (the test split's multi-labels) and `class_groups`.
     """
     if image_size < 16:
@@ -258,11 +259,11 @@ def make_planted_dataset(*, num_train_per_class: int = 500, num_test_per_class: 
     train_rng, test_rng = (np.random.default_rng([seed, i]) for i in (0, 1))
     x_train, y_train, _ = _split(train_rng, num_train_per_class, image_size)
     x_test, y_test, test_sets = _split(test_rng, num_test_per_class, image_size)
-    return data.from_arrays(x_train, y_train, x_test, y_test, name="synthetic", class_names=CLASS_NAMES,
-                            num_classes=NUM_CLASSES, eval_label_sets=test_sets, class_groups=CLASS_GROUPS)
+    return from_arrays(x_train, y_train, x_test, y_test, name="synthetic", class_names=CLASS_NAMES,
+                       num_classes=NUM_CLASSES, eval_label_sets=test_sets, class_groups=CLASS_GROUPS)
 
 
-def load_synthetic(data_config) -> data.Dataset:
+def load_synthetic(data_config) -> Dataset:
     """The "synthetic" data source: seed = config.data.seed, size = config.data.image_size or 32."""
     size = int(getattr(data_config, "image_size", 0) or 32)
     return make_planted_dataset(seed=int(getattr(data_config, "seed", 0)), image_size=size)

@@ -1,0 +1,24 @@
+"""The errors a user can fix: a bad config value or bad data, each message naming what is wrong and the fix.
+
+The bottom layer of jaxlab: every other module may import it, it imports nothing of jaxlab.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field (`config.<field>: ...`) and the fix."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"config.{field}: {message}")
+        self.field = field
+
+
+class DataError(ValueError):
+    """A dataset is missing, corrupt or misconfigured; the message names the path and the fix."""
+
+
+def require(condition: bool, field: str, message: str) -> None:
+    """Raise ConfigError(field, message) unless `condition` (the one helper of every config check)."""
+    if not condition:
+        raise ConfigError(field, message)
