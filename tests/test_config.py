@@ -96,3 +96,14 @@ def test_eval_every_steps_has_a_final_only_value(tmp_path):
     config.eval_every_steps = 0  # 50 steps of 64 over 1,437 digits: 22 steps per epoch -> at 22, 44 and 50
     train_and_evaluate(config, str(tmp_path / "epochs"))
     assert len((tmp_path / "epochs" / "eval.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_grid_runs_config_is_a_train_config_without_the_grids_fragments():
+    """Each run of a sweep is a `train` run: its config keeps the trainer's fields and config.dreg, drops the
+    grid's own (so its identity does not change when the sweep grows)."""
+    sweep_config = tiny_config("augmentation_sweep", **{"optimizer.learning_rate": 0.3, "dreg.enabled": True})
+    run_config = experiments.EXPERIMENTS.lookup("train").as_train_config(sweep_config)
+    assert run_config.experiment == "train" and set(run_config) == set(experiments.base_config("train"))
+    assert run_config.optimizer.learning_rate == 0.3 and run_config.dreg.enabled
+    run_config.optimizer.learning_rate = 0.1
+    assert sweep_config.optimizer.learning_rate == 0.3, "a copy, not a view"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from jaxlab import experiments, models
+from jaxlab import data, experiments, kprior, models
+from jaxlab.augment import OPS
 from jaxlab.errors import ConfigError
 from jaxlab.registry import Registry
 
@@ -35,3 +36,15 @@ def test_project_registries_are_filled():
     assert "train" in experiments.EXPERIMENTS.names()
     assert {"glm", "mlp", "cnn", "resnet18_cifar", "resnet34_cifar", "resnet18_imagenet",
             "resnet50_imagenet"} <= set(models.MODELS)
+
+
+def test_sources_models_ops_and_losses_share_the_registry_class():
+    """One registry style: every name -> object table is a Registry whose misses name their config field."""
+    for registry, field in ((data.SOURCES, "data.source"), (models.MODELS, "model.name"),
+                            (OPS, "augment.pipeline"), (kprior.LOSSES, "kprior.loss"),
+                            (experiments.EXPERIMENTS, "experiment")):
+        assert isinstance(registry, Registry)
+        with pytest.raises(ConfigError) as error:
+            registry.lookup("no_such_entry")
+        assert error.value.field == field
+    assert kprior.LOSSES.lookup("softmax") is kprior.SOFTMAX and set(kprior.LOSSES) == {"softmax", "sigmoid", "squared"}

@@ -11,7 +11,8 @@ accuracy on each task's digits, after the last task. A fixed random 20% of the t
 chain, retraining) is a `train_and_evaluate` run with Adam lr 1e-3 cosine, batch 128, 300 steps, L2 delta = 1.
 K-prior (from the last model, memory grown by a class-balanced top-lambda selection of each finished task, soft
 labels of the last model), Replay (same memory rule, true labels), fine-tuning, batch (all 5 tasks from scratch),
-at memory 100 / 10 / 1% of each task, 3 seeds: 30 trainer runs per seed and scenario. See jaxlab/experiments/kprior_deep.py.
+at memory 100 / 10 / 1% of each task, 3 seeds: 30 trainer runs per seed and scenario.
+See jaxlab/experiments/kprior_deep.py.
 Produces results.json and accuracy_vs_memory.png in the workdir. Measured cost: see benchmarks/README.md
 (K-priors, MNIST deep networks).
 """

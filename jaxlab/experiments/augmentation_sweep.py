@@ -231,8 +231,9 @@ def _train_and_analyse(config, grid: Grid, dataset, mesh, runs, mine, label_sets
 
     labels, predictions = _load_predictions(workdir, names)
     predictions = predictions.reshape(len(strengths), len(seeds), -1)
-    options = dict(reference_strength=cw.reference_strength or None, alpha=cw.alpha, min_drop=cw.min_drop, correction=cw.correction,
-                   symmetric_threshold=cw.symmetric_threshold, cooccurrence_threshold=cw.cooccurrence_threshold)
+    options = dict(reference_strength=cw.reference_strength or None, alpha=cw.alpha, min_drop=cw.min_drop,
+                   correction=cw.correction, symmetric_threshold=cw.symmetric_threshold,
+                   cooccurrence_threshold=cw.cooccurrence_threshold)
     analysis = analyze(strengths, labels, predictions, dataset.num_classes, class_names=dataset.class_names,
                        label_sets=label_sets, groups=groups, **options)
     write_json(os.path.join(workdir, "analysis.json"), analysis)

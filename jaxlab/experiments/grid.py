@@ -21,6 +21,8 @@ import shutil
 import time
 from typing import Any, Callable, Iterator
 
+import jax
+
 from jaxlab.errors import ConfigError
 from jaxlab.train import preemption
 from jaxlab.train.metrics import write_json
@@ -90,8 +92,9 @@ class Grid:
         self.log(f"run {name}{self._progress()}")
         start = time.perf_counter()
         record = fn(self.run_dir(name))
-        write_json(path, {"name": name, "config_hash": key, "record": record})
-        if not keep_run_dir:
+        if jax.process_index() == 0:  # one writer on a filesystem shared by the hosts
+            write_json(path, {"name": name, "config_hash": key, "record": record})
+        if not keep_run_dir and jax.process_index() == 0:
             shutil.rmtree(self.run_dir(name), ignore_errors=True)
         self._ran.append(time.perf_counter() - start)
         return record

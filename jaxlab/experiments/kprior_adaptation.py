@@ -13,7 +13,7 @@ method:
              This is also Replay with 100% memory (the same objective); it does not depend on the
              fraction, is solved once per seed and recorded under every fraction.
 
-Protocols (config.kprior.protocol; the official code's settings, see /work/shared/notes/kpriors.md):
+Protocols (config.kprior.protocol; the official code's settings, Khan & Swaroop 2021):
 
     adult          binary labels as loaded. add_data / change_* use a random subset of
                    `subset_fraction` of the train split drawn from the seed (the official code:

@@ -40,6 +40,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxlab.registry import Registry
+
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 Projection = Callable[[Any], Any]
 
@@ -94,7 +96,9 @@ SOFTMAX = ExpFamilyLoss("softmax", softmax_cross_entropy, jax.nn.softmax, _softm
 SIGMOID = ExpFamilyLoss("sigmoid", sigmoid_cross_entropy, jax.nn.sigmoid, _sigmoid_curvature)
 SQUARED = ExpFamilyLoss("squared", squared_error, lambda outputs: outputs,
                         lambda outputs: _sum_per_example(jnp.ones_like(outputs)))
-LOSSES = {loss.name: loss for loss in (SOFTMAX, SIGMOID, SQUARED)}
+LOSSES = Registry("exponential-family loss", "kprior.loss")  # name -> ExpFamilyLoss
+for _loss in (SOFTMAX, SIGMOID, SQUARED):
+    LOSSES.register(_loss.name, _loss)
 
 
 def data_loss(params, apply_fn: ApplyFn, inputs, targets, loss: ExpFamilyLoss = SOFTMAX) -> jax.Array:

@@ -3,7 +3,7 @@
 A study passes `extensions=[factory, ...]`; once the run's facts are known the trainer calls each
 `factory(RunInfo) -> Extension` in order (each sees the model as wrapped by the ones before) and the Extension
 may
-- wrap the model (`model`: e.g. DReg's replicated layer),
+- wrap the model (`model`: e.g. with one layer replicated),
 - add a loss term `loss(params, batch, rng, inputs) -> scalar`, called per device on the local shard of the batch
   (plus batch["step"]), averaged over devices and added to the task loss,
 - give that term its own jit inputs (`loss_inputs`, a pytree replicated once onto the mesh and passed to every

@@ -78,7 +78,7 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
 
     Each extension (jaxlab.train.extension) may add a loss term, called with its `loss_inputs` (replicated once
     onto the mesh, passed to every step as a jit argument), and parameter metrics of the params the step starts
-    from (e.g. the DReg copies' cosine). `head_size` > 0: task-incremental heads (`head_logits`) for the task
+    from (e.g. the cosine of a replicated layer's copies). `head_size` > 0: task-incremental heads (`head_logits`) for the task
     loss and the accuracy.
     """
     terms = [(e.loss, i) for i, e in enumerate(extensions) if e.loss is not None]

@@ -1,0 +1,83 @@
+"""The one resumable grid of runs and the one preemption flag (no training: runs are plain functions)."""
+
+import os
+import signal
+
+import pytest
+
+from jaxlab.errors import ConfigError
+from jaxlab.experiments.grid import Grid, config_hash, require_finished
+from jaxlab.train import Preempted
+from jaxlab.train import preemption
+from tests.helpers import tiny_config
+
+
+def test_a_finished_run_is_never_run_again_and_its_record_survives_a_new_grid(tmp_path, capsys):
+    calls = []
+
+    def fn(run_dir):
+        calls.append(run_dir)
+        os.makedirs(run_dir)
+        return {"accuracy": 0.5}
+
+    grid = Grid(str(tmp_path), "test", names=["a", "b/c"])
+    assert grid.run("a", fn) == {"accuracy": 0.5} and grid.done("a") and not grid.done("b/c")
+    assert calls == [str(tmp_path / "runs" / "a")] and os.path.isdir(calls[0])
+    grid.run("b/c", fn, keep_run_dir=False)
+    assert not os.path.exists(tmp_path / "runs" / "b" / "c"), "keep_run_dir=False deletes the run's folder"
+    again = Grid(str(tmp_path), "test")
+    assert again.run("a", fn) == {"accuracy": 0.5} and again.record("b/c") == {"accuracy": 0.5}
+    assert len(calls) == 2 and again.record("never") is None
+    assert "(0 of 2 done)" in capsys.readouterr().out  # progress over the announced names
+
+
+def test_progress_gives_an_eta_from_this_calls_runs(tmp_path, capsys):
+    grid = Grid(str(tmp_path), "test", names=["r0", "r1", "r2"])
+    grid.run("r0", lambda run_dir: {})
+    grid.run("r1", lambda run_dir: {})
+    assert "(1 of 3 done, ETA 0.0 min)" in capsys.readouterr().out
+
+
+def test_a_run_asked_for_with_another_config_is_an_error(tmp_path):
+    grid = Grid(str(tmp_path), "test")
+    config = tiny_config()
+    grid.run("r", lambda run_dir: {"x": 1}, config=config)
+    assert grid.run("r", lambda run_dir: {"x": 2}, config=tiny_config()) == {"x": 1}  # same config: reused
+    config.optimizer.learning_rate = 0.5
+    with pytest.raises(ConfigError, match="already holds run 'r' trained with another config"):
+        grid.run("r", lambda run_dir: {"x": 3}, config=config)
+
+
+def test_config_hash_depends_on_every_value():
+    assert config_hash(tiny_config()) == config_hash(tiny_config())
+    assert config_hash(tiny_config()) != config_hash(tiny_config(seed=1))
+    assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1}) != config_hash({"a": 1, "b": 3})
+
+
+def test_sigterm_stops_the_grid_before_its_next_run(tmp_path):
+    grid = Grid(str(tmp_path), "test")
+    with grid.watch():
+        grid.run("first", lambda run_dir: os.kill(os.getpid(), signal.SIGTERM) or {"done": True})
+        with pytest.raises(Preempted, match="before run second"):
+            grid.run("second", lambda run_dir: {})
+    assert grid.done("first") and not grid.done("second")
+    assert signal.getsignal(signal.SIGTERM) is not None and not preemption._active  # the handler is restored
+
+
+def test_nested_watches_share_the_outer_flag():
+    previous = signal.getsignal(signal.SIGTERM)
+    with preemption.watch() as outer:
+        with preemption.watch() as inner:
+            assert inner is outer
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert outer["stop"]
+    assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_require_finished_turns_a_stopped_run_into_preempted():
+    finished = {"finished": True, "step": 4, "total_steps": 4}
+    assert require_finished(finished, "run") is finished
+    with pytest.raises(Preempted, match="SIGTERM: run checkpointed at step 2 of 4"):
+        require_finished({"finished": False, "preempted": True, "step": 2, "total_steps": 4}, "run")
+    with pytest.raises(Preempted, match="stopped early"):
+        require_finished({"finished": False, "step": 3, "total_steps": 4}, "run")
