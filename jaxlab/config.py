@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "lars", "lamb")
 SCHEDULES = ("constant", "cosine", "step")
 LR_SCALING = ("none", "linear", "sqrt")
 EVAL_FINAL_ONLY = -1  # config.eval_every_steps: evaluate only after the last step
+ON_CONFIG_CHANGE = ("error", "restart", "extend")  # see jaxlab.train.workdir
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -37,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
         eval_split="test",
         image_size=0,        # host-side resize to a fixed size (variable-size datasets); 0 = keep
         seed=0,              # only for sources that need a split (digits)
+        num_classes=0,       # npz: the number of classes (a label >= it is a DataError); 0 = from the file or max + 1
     ))
 
     config.model = ml_collections.ConfigDict(dict(
@@ -93,6 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 0  # 0: once per epoch
     config.keep_checkpoints = 2
     config.tensorboard = False
+    config.on_config_change = "error"  # a rerun in a trained workdir with another config: error | restart | extend
+                                       # (jaxlab.train.workdir)
     return config
 
 
@@ -137,3 +141,5 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     require(config.checkpoint_every_steps >= 0, "checkpoint_every_steps", "must be >= 0 (0: once per epoch)")
     require(config.log_every_steps > 0, "log_every_steps", "must be positive")
     require(config.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+    require(config.on_config_change in ON_CONFIG_CHANGE, "on_config_change",
+            f"{config.on_config_change!r} is not one of {ON_CONFIG_CHANGE}")

@@ -407,3 +407,20 @@ def test_deterministic_and_batch_ops_check_ranks():
     with pytest.raises(AssertionError):
         ops.normalize(images[0, ..., :1], mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))  # 3 means, 1 channel
     chex.assert_shape(ops.normalize(images, mean=(0.5,), std=0.25), images.shape)  # length 1 or C is fine
+
+
+@pytest.mark.parametrize("op", [ops.normalize, ops.denormalize])
+@pytest.mark.parametrize("mean, std, message", [
+    ((0.5,), (0.0,), r"std=\[0\.0\] must be finite and > 0"),
+    (0.5, (0.2, -0.1, 0.2), r"std=.* must be finite and > 0"),
+    ((np.nan,), 0.2, r"mean=\[nan\] must be finite"),
+])
+def test_normalize_and_denormalize_reject_bad_concrete_stats(op, mean, std, message):
+    """A zero std would make inf/NaN images; concrete values are checked, also under jit (they are static there)."""
+    images = _images(2)
+    with pytest.raises(ValueError, match=message):
+        op(images, mean=mean, std=std)
+    with pytest.raises(ValueError, match=message):
+        jax.jit(lambda x: op(x, mean=mean, std=std))(images)
+    traced = jax.jit(lambda x, s: op(x, mean=0.5, std=s))(images, jnp.float32(0.5))  # a traced std is not checked
+    chex.assert_shape(traced, images.shape)

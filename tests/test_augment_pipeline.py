@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jaxlab import parallel
-from jaxlab.augment import (PipelineError, build_eval_transform, build_pipeline, examples_per_chunk_for,
-                            parse_pipeline, per_class_table)
+from jaxlab.augment import (PipelineError, build_eval_transform, build_pipeline, check_output_shapes,
+                            examples_per_chunk_for, parse_pipeline, per_class_table)
 from jaxlab.errors import ConfigError
 from jaxlab.train import train_and_evaluate
 from tests.helpers import tiny_config
@@ -154,3 +154,149 @@ def test_class_conditional_pipeline_in_train_step_is_device_count_invariant(tmp_
                                 rtol=1e-4, atol=1e-6)
     plain = train_and_evaluate(tiny_config(**{"training.num_train_steps": 4}), str(tmp_path / "plain"))
     assert not np.allclose(jax.tree.leaves(plain["state"].params)[1], jax.tree.leaves(one["state"].params)[1])
+
+
+# --- parameters checked when the pipeline is built (torchvision's rules) ---
+
+@pytest.mark.parametrize("spec, message", [
+    ("rrc(size=8, scale=(1.5, 0.5))", r"rrc: scale=\(1.5, 0.5\) is invalid: .*0 < lo <= hi"),
+    ("rrc(size=8, scale=(0, 0))", r"rrc: scale=\(0, 0\) is invalid"),
+    ("rrc(size=8, scale=(-1, 0.5))", r"rrc: scale=\(-1, 0.5\) is invalid"),
+    ("rrc(size=8, ratio=(0, 1))", r"rrc: ratio=\(0, 1\) is invalid: .*0 < lo <= hi"),
+    ("rrc(size=8, ratio=(2.0, 0.5))", r"rrc: ratio=\(2.0, 0.5\) is invalid"),
+    ("rrc(size=8, scale=0.5)", r"rrc: scale=0.5 is invalid: must be \(scale_lo, scale_hi\)"),
+    ("rrc(size=0)", r"rrc: size=0 is invalid: must be a positive int"),
+    ("rrc(size=(8, -1))", r"rrc: size=\(8, -1\) is invalid"),
+    ("rrc(size=8.5)", r"rrc: size=8.5 is invalid"),
+    ("random_resized_crop(size=8, flip_p=2)", r"random_resized_crop: flip_p=2 is invalid: must be in \[0, 1\]"),
+    ("rrc(size=8, scale=(table([0.5, 1.0, 2.0]), 1.0))",
+     r"scale=\(table\(\[0.5, 1, 2\]\), 1.0\) .*\(class 2: lo=2, hi=1\)"),
+    ("rrc(size=8, scale=(0.5, table([1.0, 0.1, 1.0])))", r"rrc: scale=.*class 1: lo=0.5, hi=0.1"),
+    ("rrc(size=8, scale=(table([0.5, 0.0, 1.0]), 1.0))", r"class 1: lo=0, hi=1"),
+    ("pad_crop(padding=-1)", r"pad_crop: padding=-1 is invalid: must be an int >= 0"),
+    ("pad_crop(padding=table([1, 2, 3]))", r"padding=table.*no per-class table"),
+    ("pad_crop(padding=2, max_shift=-1)", r"pad_crop: max_shift=-1 is invalid: must be >= 0"),
+    ("pad_crop(padding=2, max_shift=table([1, -1, 0]))", r"max_shift=table.* must be >= 0 \(class 1: -1\)"),
+    ("pad_crop(padding=2, mode='wrapped')", r"pad_crop: mode='wrapped' is invalid: must be one of"),
+    ("flip_lr(p=1.5)", r"flip_lr: p=1.5 is invalid: must be in \[0, 1\]"),
+    ("flip_ud(p=-0.1)", r"flip_ud: p=-0.1 is invalid: must be in \[0, 1\]"),
+    ("flip_lr(p=table([0.5, 1.0, 1.01]))", r"flip_lr: p=table.* must be in \[0, 1\] \(class 2: 1.01\)"),
+    ("grayscale(p=2)", r"grayscale: p=2 is invalid: must be in \[0, 1\]"),
+    ("color_jitter(brightness=-5)", r"color_jitter: brightness=-5 is invalid: must be >= 0"),
+    ("color_jitter(contrast=-0.1)", r"color_jitter: contrast=-0.1 is invalid"),
+    ("color_jitter(saturation=table([0.1, -1.0, 0.2]))", r"color_jitter: saturation=table.*class 1"),
+    ("color_jitter(hue=0.6)", r"color_jitter: hue=0.6 is invalid: must be in \[0, 0.5\]"),
+    ("color_jitter(hue=-0.1)", r"color_jitter: hue=-0.1 is invalid"),
+    ("color_jitter(brightness='a')", r"color_jitter: brightness='a' is invalid: must be a number"),
+    ("normalize(mean=(0.5,), std=(0.0,))", r"normalize: std=\(0.0,\) is invalid: every std must be > 0"),
+    ("normalize(mean=0.5, std=-1)", r"normalize: std=-1 is invalid"),
+    ("normalize(mean=(0.5, 1e999), std=0.2)", r"normalize: mean=\(0.5, inf\) is invalid: must be finite"),
+    ("normalize(mean=(0.5, 0.5), std=(0.2, 0.2, 0.2))", r"normalize: std=.* has 3 values but mean has 2"),
+    ("center_crop(size=0)", r"center_crop: size=0 is invalid: must be a positive int"),
+    ("center_crop(size=8, crop_ratio=0)", r"center_crop: crop_ratio=0 is invalid: must be in \(0, 1\]"),
+    ("center_crop(size=8, crop_ratio=1.5)", r"center_crop: crop_ratio=1.5 is invalid"),
+    ("mixup(alpha=0)", r"mixup: alpha=0 is invalid: must be > 0"),
+    ("cutmix(alpha=-1.0)", r"cutmix: alpha=-1.0 is invalid: must be > 0"),
+    ("flip_lr(p=table([0.5, float('nan'), 0.5]))", r"is not a literal"),
+    ("flip_lr(p=table([0.5, 1e999, 0.5]))", r"per-class table values must be finite.*class 1"),
+])
+def test_invalid_op_parameters_fail_at_build_time(spec, message):
+    """Each op's parameters are checked when the pipeline is parsed, before anything is traced."""
+    with pytest.raises(PipelineError, match=message) as info:
+        build_pipeline(spec, 3)
+    assert info.value.field == "augment.pipeline"
+
+
+@pytest.mark.parametrize("spec", [
+    [{"op": "rrc", "size": 8, "scale": (1.5, 0.5)}],
+    [{"op": "rrc", "size": 8, "scale": ("table([0.1, 2.0, 0.1])", 1.0)}],
+    [{"op": "normalize", "mean": (float("nan"),), "std": (1.0,)}],
+    [{"op": "flip_lr", "q": 0.5}],
+])
+def test_list_form_parameters_are_checked_too(spec):
+    with pytest.raises(PipelineError):
+        parse_pipeline(spec, 3)
+
+
+def test_named_tables_are_checked_value_by_value():
+    with pytest.raises(PipelineError, match=r"rrc: scale=.* \(class 0: lo=1.5, hi=1\)"):
+        build_pipeline("rrc(size=8, scale=(crop_scale, 1.0))", 3, tables={"crop_scale": {"default": 1.5}})
+    with pytest.raises(PipelineError, match="per-class table values must be finite"):
+        build_pipeline("flip_lr(p=weak)", 3, tables={"weak": {"1": float("nan"), "default": 0.5}})
+    build_pipeline("rrc(size=8, scale=(crop_scale, 1.0))", 3, tables={"crop_scale": {"default": 1.0}})  # lo == hi
+
+
+def test_eval_pipeline_parameters_name_the_eval_field():
+    with pytest.raises(PipelineError, match="normalize: std=") as info:
+        build_eval_transform("normalize(mean=(0.5,), std=(0.0,))", 10)
+    assert info.value.field == "augment.eval_pipeline"
+    assert str(info.value).startswith("config.augment.eval_pipeline: ")
+    with pytest.raises(PipelineError, match="center_crop has no parameter 'ratio'") as info:
+        build_eval_transform("center_crop(size=8, ratio=0.9)", 10)
+    assert info.value.field == "augment.eval_pipeline"
+    with pytest.raises(ConfigError, match="unknown augmentation op 'rotate'") as info:
+        build_eval_transform("rotate(angle=3)", 10)
+    assert info.value.field == "augment.eval_pipeline"
+
+
+def test_unknown_parameter_lists_the_op_parameters():
+    with pytest.raises(PipelineError, match=r"rrc has no parameter 'sise'; its parameters are size, scale, ratio, "
+                                            r"antialias, flip_p") as info:
+        build_pipeline("rrc(sise=8)", 3)
+    assert info.value.field == "augment.pipeline"
+    with pytest.raises(PipelineError, match=r"color_jitter has no parameter 'brightnes', 'p'; its parameters are "
+                                            r"brightness, contrast, saturation, hue"):
+        build_pipeline([{"op": "color_jitter", "brightnes": 0.4, "p": 0.5}], 3)
+    with pytest.raises(PipelineError, match=r"mixup has no parameter 'beta'; its parameters are alpha"):
+        build_pipeline("mixup(beta=1)", 3)
+    with pytest.raises(PipelineError, match=r"rrc needs size=\.\.\."):
+        build_pipeline("rrc(scale=(0.5, 1.0))", 3)
+
+
+@pytest.mark.parametrize("spec", [
+    "rrc(size=8, scale=(0.08, 1.0), ratio=(0.75, 1.3333))|flip_lr(p=0.5)",
+    "rrc(size=(8, 6), scale=(1.0, 1.0), ratio=(1.0, 1.0), antialias=False)",
+    "rrc(size=8, scale=(table([0.08, 0.5, 1.0]), 1.0))",
+    "pad_crop(padding=0)|pad_crop(padding=2, max_shift=table([0, 1, 2]), mode='reflect')",
+    "flip_lr(p=0)|flip_ud(p=1)|grayscale(p=1.0)",
+    "color_jitter(brightness=0, contrast=1.5, saturation=0.4, hue=0.5)",
+    "normalize(mean=0.5, std=(0.2, 0.3, 0.4))|mixup(alpha=0.2)|cutmix(alpha=1)",
+    "center_crop(size=8, crop_ratio=1)",
+])
+def test_valid_boundary_parameters_build(spec):
+    build_pipeline(spec, 3)
+
+
+# --- the train pipeline's output shape against what evaluation feeds the model ---
+
+def test_output_shape_mismatch_names_both_shapes_and_the_fix():
+    """rrc(size=64) on 8x8 digits trains at 64 px and would evaluate at 8 px."""
+    augment = build_pipeline("rrc(size=64)|flip_lr", 10)
+    fix = r"\(64, 64, 1\) .*\(8, 8, 1\).*center_crop\(size=64\).*rrc\(size=8\)"
+    with pytest.raises(ConfigError, match=fix) as info:
+        check_output_shapes(augment, None, (8, 8, 1), 10)
+    assert info.value.field == "augment.pipeline"
+    normalize = build_eval_transform("normalize(mean=(0.5,), std=(0.25,))", 10)
+    with pytest.raises(ConfigError, match=r"\(64, 64, 1\)"):
+        check_output_shapes(augment, normalize, (8, 8, 1), 10)
+    crop = build_eval_transform("center_crop(size=6)", 10)  # eval at 6 px, train at the native 8 px
+    with pytest.raises(ConfigError, match=r"\(8, 8, 3\) but evaluation feeds the model images of shape \(6, 6, 3\)"):
+        check_output_shapes(None, crop, (8, 8, 3), 10)
+
+
+def test_matching_output_shapes_pass():
+    chex.assert_equal(check_output_shapes(build_pipeline("rrc(size=8)|flip_lr|mixup(alpha=0.2)", 10), None,
+                                          (8, 8, 1), 10), (8, 8, 1))
+    upscaled = check_output_shapes(build_pipeline("rrc(size=64)", 10), build_eval_transform(
+        "center_crop(size=64)|normalize(mean=(0.5,), std=(0.25,))", 10), (8, 8, 1), 10)
+    chex.assert_equal(upscaled, (64, 64, 1))
+    chex.assert_equal(check_output_shapes(None, None, (123,), 2), (123,))  # feature vectors, no pipelines
+    chex.assert_equal(check_output_shapes(build_pipeline("pad_crop(padding=2)", 3), None, (5, 7, 3), 3), (5, 7, 3))
+
+
+def test_output_shapes_report_a_pipeline_that_cannot_apply():
+    """A normalize with 3 means on 1-channel images is caught by the trace, as a ConfigError of its field."""
+    transform = build_eval_transform("normalize(mean=(0.5, 0.4, 0.3), std=0.2)", 10)
+    with pytest.raises(ConfigError, match=r"cannot apply it to images of shape \(8, 8, 1\)") as info:
+        check_output_shapes(None, transform, (8, 8, 1), 10)
+    assert info.value.field == "augment.eval_pipeline"

@@ -9,7 +9,7 @@ import pytest
 from jaxlab import parallel
 from jaxlab.config import EVAL_FINAL_ONLY
 from jaxlab.data import synthetic
-from jaxlab.errors import ConfigError
+from jaxlab.errors import ConfigError, DataError, WorkdirError
 from jaxlab.experiments import augmentation_sweep as sweep
 from jaxlab.experiments import train as train_experiment
 from tests.helpers import blobs_dataset, sigterm_at_batch, tiny_config
@@ -149,3 +149,19 @@ def test_sweep_on_the_planted_dataset_recovers_the_planted_structure(tmp_path):
     multilabel = np.asarray(analysis["per_class_multilabel_accuracy"]["mean"])
     accuracy = np.asarray(analysis["per_class_accuracy"]["mean"])
     assert (multilabel[:, [a, b]] > 0.8).all() and (multilabel[:, [a, b]] > accuracy[:, [a, b]] + 0.2).all()
+
+
+def test_a_sweep_rerun_with_another_config_is_refused_and_a_damaged_predictions_file_named(tmp_path):
+    """A run of a sweep is finished only for the config that produced it (its record holds that config); a
+    damaged predictions file is a DataError naming it."""
+    config = _sweep_config(**{"classwise.intervention": False})
+    workdir = str(tmp_path / "sweep")
+    assert sweep.run(config, workdir, dataset=_dataset())["finished"]
+    longer = _sweep_config(**{"classwise.intervention": False, "training.num_train_steps": 6})
+    with pytest.raises(WorkdirError, match=r"strength=0.3_seed=0.*\(training.num_train_steps: 4 -> 6\)"):
+        sweep.run(longer, workdir, dataset=_dataset())
+    damaged = os.path.join(workdir, "predictions", "strength=1_seed=1.npz")
+    with open(damaged, "wb") as f:
+        f.write(b"not a zip file")
+    with pytest.raises(DataError, match=r"strength=1_seed=1.npz is damaged"):
+        sweep.run(config, workdir, dataset=_dataset())

@@ -107,3 +107,31 @@ def test_a_grid_runs_config_is_a_train_config_without_the_grids_fragments():
     assert run_config.optimizer.learning_rate == 0.3 and run_config.dreg.enabled
     run_config.optimizer.learning_rate = 0.1
     assert sweep_config.optimizer.learning_rate == 0.3, "a copy, not a view"
+
+
+def test_a_train_crop_that_evaluation_does_not_match_fails_before_training(tmp_path):
+    """rrc(size=64) on 8x8 digits would train at 64 px and evaluate at 8 px: a ConfigError before any step."""
+    config = tiny_config(**{"augment.pipeline": "rrc(size=64)"})
+    with pytest.raises(ConfigError, match=r"\(64, 64, 1\).*\(8, 8, 1\)"):
+        train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_config_data_num_classes_catches_a_stray_label_in_an_npz(tmp_path):
+    import numpy as np
+    x = np.zeros((20, 4, 4, 1), np.float32)
+    labels = np.arange(20) % 10
+    labels[3] = 10
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=labels, x_test=x, y_test=np.arange(20) % 10)
+    config = tiny_config(**{"data.source": "npz", "data.path": str(tmp_path / "d.npz"), "data.num_classes": 10})
+    with pytest.raises(DataError, match=r"train split: 1 of its 20 labels are outside \[0, 10\)"):
+        train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_an_empty_split_is_a_data_error():
+    import numpy as np
+
+    from jaxlab import data
+    x = np.zeros((10, 4, 4, 1), np.float32)
+    with pytest.raises(DataError, match="the test split is empty"):
+        data.from_arrays(x, np.arange(10) % 2, x[:0], np.zeros(0, np.int64), name="toy")

@@ -498,3 +498,90 @@ def test_real_dataset(fields, sizes, train_counts):
         assert ds.class_names[:3] == ("airplane", "automobile", "bird") and ds.image_shape == (32, 32, 3)
     if fields["source"] == "fashion_mnist":
         np.testing.assert_array_equal(ds.test.labels[:10], [9, 2, 1, 1, 6, 1, 4, 6, 5, 7])
+
+
+# --- data checked once at load: labels in [0, K), finite pixels/features ---
+
+def _arrays(**changes):
+    arrays = dict(x_train=np.random.default_rng(0).random((6, 4, 4)).astype(np.float32),
+                  y_train=np.array([0, 1, 2, 0, 1, 2]), x_test=np.zeros((3, 4, 4), np.float32),
+                  y_test=np.array([2, 1, 0]))
+    return {**arrays, **changes}
+
+
+@pytest.mark.parametrize("changes, num_classes, message", [
+    (dict(y_train=np.array([0, 1, 2, 10, 1, 11])), 10,
+     r"train split: 2 of its 6 labels are outside \[0, 10\) \(e\.g\. 10"),
+    (dict(y_test=np.array([2, 3, 0])), 3, r"test split: 1 of its 3 labels are outside \[0, 3\) \(e\.g\. 3"),
+    (dict(y_train=np.array([0, -1, 2, 0, -3, 2])), None,
+     r"train split: 2 of its 6 labels are negative \(e\.g\. -1\)"),
+    (dict(y_test=np.array([2, -1, 0])), 3, r"test split: 1 of its 3 labels are negative \(e\.g\. -1\)"),
+    (dict(y_train=np.array([0, 1, 2.5, 0, 1, 2])), None,
+     r"train split: 1 of its 6 labels are not integers \(e\.g\. 2\.5"),
+    (dict(y_train=np.array([0, 1, np.nan, 0, 1, 2])), None, r"train split: 1 of its 6 labels are not integers"),
+    (dict(y_test=np.array(["a", "b", "c"])), None, r"test split: labels must be integers .*dtype <U1"),
+])
+def test_from_arrays_rejects_bad_labels(changes, num_classes, message):
+    a = _arrays(**changes)
+    with pytest.raises(data.DataError, match=message) as e:
+        data.from_arrays(a["x_train"], a["y_train"], a["x_test"], a["y_test"], name="toy", num_classes=num_classes)
+    assert "dataset 'toy'" in str(e.value)
+
+
+@pytest.mark.parametrize("split, bad, count", [("train", np.nan, 1), ("test", np.inf, 1), ("train", -np.inf, 1)])
+def test_from_arrays_rejects_non_finite_pixels(split, bad, count):
+    a = _arrays()
+    a[f"x_{split}"][1, 2, 3] = bad
+    with pytest.raises(data.DataError, match=rf"'toy', {split} split: {count} of its \d+ pixel/feature values are not "
+                                             r"finite"):
+        data.from_arrays(a["x_train"], a["y_train"], a["x_test"], a["y_test"], name="toy")
+    features = np.ones((4, 3), np.float64)
+    features[:, 1] = np.nan  # features too, counted in every example
+    with pytest.raises(data.DataError, match=r"train split: 4 of its 12 pixel/feature values are not finite"):
+        data.from_arrays(features, [0, 1, 0, 1], np.ones((1, 3)), [1])
+
+
+def test_from_arrays_keeps_valid_data_and_inference():
+    a = _arrays(y_train=np.array([0., 1., 2., 0., 1., 2.]))  # whole-number floats (text formats) are labels
+    ds = data.from_arrays(a["x_train"], a["y_train"], a["x_test"], a["y_test"])
+    assert ds.num_classes == 3 and ds.train.labels.dtype == np.int32
+    chex.assert_trees_all_equal(ds.train.labels, np.array([0, 1, 2, 0, 1, 2], np.int32))
+    chex.assert_shape(ds.train.images, (6, 4, 4, 1))
+    big = np.full((5, 2), 255, np.uint8)  # uint8 pixels need no scan
+    chex.assert_trees_all_equal(data.from_arrays(big, [0] * 5, big, [0] * 5).train.images, big)
+
+
+def test_count_nonfinite_in_chunks(monkeypatch):
+    from jaxlab.data import dataset
+    values = np.zeros(1000, np.float32)
+    values[[3, 500, 999]] = [np.nan, np.inf, -np.inf]
+    monkeypatch.setattr(dataset, "CHUNK_VALUES", 7)
+    assert dataset.count_nonfinite(values) == 3
+    assert dataset.count_nonfinite(np.zeros(10, np.float32)) == 0
+    assert dataset.count_nonfinite(np.full(4, 3e38, np.float32)) == 0  # large but finite
+    assert dataset.count_nonfinite(np.arange(5)) == 0
+
+
+def test_npz_source_checks_labels_and_pixels(tmp_path):
+    path = tmp_path / "toy.npz"
+    a = _arrays(y_train=np.array([0, 1, 2, 10, 1, 2]))
+    np.savez(path, **a, class_names=np.array(["a", "b", "c"]))  # 3 classes: the 10 is a stray label
+    with pytest.raises(data.DataError, match=r"'toy', train split: 1 of its 6 labels are outside \[0, 3\) \(e\.g\. 10"):
+        data.load_dataset(config(source="npz", path=str(path)))
+    np.savez(path, **a, num_classes=np.array(10))  # a stored class count, the same check
+    with pytest.raises(data.DataError, match=r"train split: 1 of its 6 labels are outside \[0, 10\)"):
+        data.load_dataset(config(source="npz", path=str(path)))
+    np.savez(path, **_arrays(y_test=np.array([2, -1, 0])))
+    with pytest.raises(data.DataError, match=r"'toy', test split: 1 of its 3 labels are negative \(e\.g\. -1\)"):
+        data.load_dataset(config(source="npz", path=str(path)))
+    a = _arrays()
+    a["x_train"][4, 0, 0] = np.nan
+    np.savez(path, **a)
+    with pytest.raises(data.DataError, match=r"'toy', train split: 1 of its 96 pixel/feature values are not finite"):
+        data.load_dataset(config(source="npz", path=str(path)))
+    np.savez(path, **_arrays(), class_names=np.array(["a", "b", "c", "d"]))
+    ds = data.load_dataset(config(source="npz", path=str(path)))
+    assert ds.num_classes == 4 and ds.class_names == ("a", "b", "c", "d")
+    np.savez(path, **_arrays(), num_classes=np.array([1.5]))
+    with pytest.raises(data.DataError, match="num_classes must hold one positive integer"):
+        data.load_dataset(config(source="npz", path=str(path)))

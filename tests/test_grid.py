@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from jaxlab.errors import ConfigError
+from jaxlab.errors import WorkdirError
 from jaxlab.experiments.grid import Grid, config_hash, require_finished
 from jaxlab.train import Preempted
 from jaxlab.train import preemption
@@ -44,7 +44,8 @@ def test_a_run_asked_for_with_another_config_is_an_error(tmp_path):
     grid.run("r", lambda run_dir: {"x": 1}, config=config)
     assert grid.run("r", lambda run_dir: {"x": 2}, config=tiny_config()) == {"x": 1}  # same config: reused
     config.optimizer.learning_rate = 0.5
-    with pytest.raises(ConfigError, match="already holds run 'r' trained with another config"):
+    with pytest.raises(WorkdirError, match=r"holds run 'r' finished with another config "
+                                           r"\(optimizer.learning_rate: 0.05 -> 0.5\)"):
         grid.run("r", lambda run_dir: {"x": 3}, config=config)
 
 

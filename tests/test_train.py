@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jaxlab import data, models, parallel
-from jaxlab.errors import ConfigError
-from jaxlab.train import (Extension, NonFiniteLossError, RunInfo, create_train_state, evaluate, loss_term,
+from jaxlab.errors import ConfigError, NonFiniteError
+from jaxlab.train import (Extension, RunInfo, create_train_state, evaluate, loss_term,
                           make_eval_step, train_and_evaluate)
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.optim import create_optimizer
@@ -79,7 +79,7 @@ def test_eval_sees_every_example_once(num_devices, batch_size):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     config = tiny_config(**{"optimizer.learning_rate": 1e30, "optimizer.name": "sgd", "training.num_train_steps": 20,
                             "checkpoint_every_steps": 1, "log_every_steps": 1})
-    with pytest.raises(NonFiniteLossError, match="learning_rate"):
+    with pytest.raises(NonFiniteError, match="learning_rate"):
         train_and_evaluate(config, str(tmp_path / "nan"))
     checkpointer = Checkpointer(str(tmp_path / "nan"))
     step = checkpointer.latest_step()
@@ -123,7 +123,7 @@ def test_extension_loss_and_augment_hooks_are_used(tmp_path):
         config, str(tmp_path / "blank"),
         augment=lambda keys, images, labels: (seen_keys.append(keys.shape),
                                               (jnp.zeros_like(images), jax.nn.one_hot(labels, 10)))[1]))
-    assert seen_keys and seen_keys[0][0] == 64 // 8  # per-device shard of per-example keys
+    assert (64 // 8, 2) in seen_keys  # the train step's trace: a per-device shard of per-example keys
     first_kernel = lambda tree: jax.tree.leaves(tree)[1]  # noqa: E731
     assert not np.allclose(first_kernel(plain), first_kernel(blank))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
 
@@ -160,12 +161,20 @@ def random_grayscale(key: jax.Array, image: jax.Array, *, p=0.1) -> jax.Array:
 
 def _channel_stats(image: jax.Array, mean, std) -> tuple[jax.Array, jax.Array]:
     """mean and std as arrays of image.dtype, checked to be scalars or of length 1 or C: a (C, 1) mean, or
-    a length-3 mean on a one-channel image, would otherwise broadcast into a wrong shape silently."""
+    a length-3 mean on a one-channel image, would otherwise broadcast into a wrong shape silently. Concrete
+    (not traced) values are also checked finite with std > 0 (a zero std would turn the images into inf/NaN)."""
     stats = [jnp.asarray(mean, image.dtype), jnp.asarray(std, image.dtype)]
     chex.assert_rank(stats, {0, 1})
     for value in stats:
         if value.ndim and value.shape[0] != 1:
             chex.assert_axis_dimension(image, -1, value.shape[0])
+    for name, value in (("mean", mean), ("std", std)):
+        try:
+            values = np.asarray(value, np.float64)
+        except (TypeError, jax.errors.ConcretizationTypeError):  # traced: checked where it was built
+            continue
+        if not np.all(np.isfinite(values)) or (name == "std" and np.any(values <= 0)):
+            raise ValueError(f"{name}={values.tolist()} must be finite" + (" and > 0" if name == "std" else ""))
     return stats[0], stats[1]
 
 
@@ -222,7 +231,8 @@ def mixup(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=0.2) -
     """mixup (Zhang et al. 2018): x = lam x + (1 - lam) x', y likewise, one lam ~ Beta(alpha, alpha) per batch.
 
     The partner x' of example i is example B - 1 - i (the batch reversed, as timm): no gather and
-    no extra randomness; with odd B the middle example is mixed with itself. alpha = 0: identity.
+    no extra randomness; with odd B the middle example is mixed with itself. alpha = 0: identity
+    (a pipeline requires alpha > 0: leave the op out instead).
     """
     _check_batch(images, targets)
     lam = _mix_weight(key, alpha)

@@ -13,13 +13,22 @@ may be a per-class table, written `table([v_0, ..., v_{K-1}])`, `table({"3": 1.0
 "default": 0.08})`, `table("path/to/table.json")`, or a bare name looked up in
 `config.augment.tables`. Each example gets `one_hot(label, K) @ table` (a matmul, so it
 works on batch-sharded arrays in every sharding mode; no gather).
+
+Parameters are checked when a pipeline is parsed, before anything is traced (`check_stage`): an unknown or
+missing parameter, or a value outside torchvision's range (rrc scale/ratio (lo, hi) with 0 < lo <= hi,
+probabilities in [0, 1], color_jitter magnitudes >= 0 and hue in [0, 0.5], normalize std > 0, mixup/cutmix
+alpha > 0, ...; every value of a per-class table included) is a PipelineError naming the op, the parameter,
+the value and the valid range. `check_output_shapes` checks that the train pipeline outputs what the eval
+transform feeds the model (jax.eval_shape, nothing compiled).
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import json
+import numbers
 import os
 from typing import Any, Callable, Mapping, Sequence
 
@@ -39,23 +48,7 @@ class Op:
     fn: Callable
     kind: str  # EXAMPLE: fn(key, image, **p); BATCH: fn(key, images, targets, **p); DETERMINISTIC: fn(image, **p)
     multipass: bool = False  # makes several passes over each image (worth cache-sized chunks on CPU)
-
-
-OPS = Registry("augmentation op", "augment.pipeline")
-for _names, _op in [
-    (("rrc", "random_resized_crop"), Op(rrc.random_resized_crop, EXAMPLE)),
-    (("pad_crop", "pad_and_random_crop"), Op(ops.pad_and_random_crop, EXAMPLE)),
-    (("flip_lr", "random_flip_left_right"), Op(ops.random_flip_left_right, EXAMPLE)),
-    (("flip_ud", "random_flip_up_down"), Op(ops.random_flip_up_down, EXAMPLE)),
-    (("color_jitter",), Op(ops.color_jitter, EXAMPLE, multipass=True)),
-    (("grayscale", "random_grayscale"), Op(ops.random_grayscale, EXAMPLE)),
-    (("normalize",), Op(ops.normalize, DETERMINISTIC)),
-    (("center_crop", "center_crop_and_resize"), Op(ops.center_crop_and_resize, DETERMINISTIC)),
-    (("mixup",), Op(ops.mixup, BATCH)),
-    (("cutmix",), Op(ops.cutmix, BATCH)),
-]:
-    for _name in _names:
-        OPS.register(_name)(_op)
+    check: Callable[[Mapping[str, Any], "Checker"], None] | None = None  # validates the parameters at build time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +69,188 @@ class PipelineError(ConfigError):
 
     def __init__(self, message: str, field: str = "augment.pipeline"):
         super().__init__(field, message)
+        self.message = message
+
+
+# --- parameter checks (torchvision's rules), run on every stage when a pipeline is parsed ---
+
+class Checker:
+    """Checks one stage's parameters; every failure is a PipelineError naming the op, the parameter, the bad
+    value and the valid range. A per-class table is checked value by value (each class's value must pass)."""
+
+    def __init__(self, name: str, field: str):
+        self.name, self.field = name, field
+
+    def fail(self, param: str, value, rule: str):
+        raise PipelineError(f"{self.name}: {param}={_show(value)} is invalid: {rule}", self.field)
+
+    def values(self, param: str, value, *, table: bool = True) -> np.ndarray:
+        """Every value a numeric parameter can take (a scalar: one; a table: one per class), checked finite."""
+        if isinstance(value, PerClass):
+            if not table:
+                self.fail(param, value, "it sets an array shape (a static value), so it cannot be a per-class table")
+            found = np.asarray(value.values, np.float64)
+        elif isinstance(value, numbers.Real):
+            found = np.asarray([float(value)])
+        else:
+            self.fail(param, value, "must be a number" + (" or a per-class table" if table else ""))
+        if not np.all(np.isfinite(found)):
+            self.fail(param, value, "must be finite")
+        return found
+
+    def number(self, param: str, value, *, low: float, high: float | None = None, low_open: bool = False,
+               table: bool = True) -> np.ndarray:
+        """A number (or every value of a per-class table) >= low (> low with low_open) and <= high if given."""
+        found = self.values(param, value, table=table)
+        bad = ((found <= low) if low_open else (found < low)) | ((found > high) if high is not None else False)
+        if bad.any():
+            if high is None:
+                interval = f"{'>' if low_open else '>='} {low:g}"
+            else:
+                interval = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+            k = int(np.argmax(bad))
+            where = f" (class {k}: {found[k]:g})" if isinstance(value, PerClass) else ""
+            self.fail(param, value, f"must be {interval}{where}")
+        return found
+
+    def bounds(self, param: str, value, what: str) -> None:
+        """A (lo, hi) pair with 0 < lo <= hi, for each class where lo or hi is a per-class table."""
+        rule = f"must be ({what}_lo, {what}_hi) with 0 < lo <= hi"
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            self.fail(param, value, rule)
+        lo, hi = (self.values(param, v) for v in value)
+        lo, hi = np.broadcast_arrays(lo, hi)
+        bad = (lo <= 0) | (lo > hi)
+        if bad.any():
+            k = int(np.argmax(bad))
+            tables = any(isinstance(v, PerClass) for v in value)
+            self.fail(param, value, rule + (f" (class {k}: lo={lo[k]:g}, hi={hi[k]:g})" if tables else ""))
+
+    def size(self, param: str, value, *, pair: bool = True) -> None:
+        """A static positive int (or, with pair, an (h, w) pair of them)."""
+        items = value if pair and isinstance(value, (tuple, list)) and len(value) == 2 else (value,)
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in items):
+            self.fail(param, value, "must be a positive int" + (" or an (height, width) pair of them" if pair else ""))
+
+    def channel_stats(self, params: Mapping[str, Any]) -> None:
+        """normalize's mean and std: finite numbers or sequences of length 1 or C (the same C), std > 0."""
+        lengths = {}
+        for param in ("mean", "std"):
+            if param not in params:
+                continue
+            value = params[param]
+            flat = value if isinstance(value, (tuple, list)) else (value,)
+            if not flat or not all(isinstance(v, numbers.Real) for v in flat):
+                self.fail(param, value, "must be a number or a sequence of numbers, one per channel (or one for all)")
+            found = np.asarray(flat, np.float64)
+            if not np.all(np.isfinite(found)):
+                self.fail(param, value, "must be finite")
+            if param == "std" and np.any(found <= 0):
+                self.fail(param, value, "every std must be > 0")
+            if len(flat) > 1:
+                lengths[param] = len(flat)
+        if len(set(lengths.values())) > 1:
+            self.fail("std", params["std"], f"has {lengths['std']} values but mean has {lengths['mean']}: give "
+                      "both one value per channel (or one value for all channels)")
+
+
+def _show(value) -> str:
+    if isinstance(value, PerClass):
+        return "table([" + ", ".join(f"{v:g}" for v in np.asarray(value.values)) + "])"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+def _check_rrc(params, check: Checker) -> None:
+    check.size("size", params["size"])
+    check.bounds("scale", params.get("scale", (0.08, 1.0)), "scale")
+    check.bounds("ratio", params.get("ratio", (3 / 4, 4 / 3)), "ratio")
+    if not isinstance(params.get("antialias", True), bool):
+        check.fail("antialias", params["antialias"], "must be True or False")
+    if params.get("flip_p") is not None:
+        check.number("flip_p", params["flip_p"], low=0.0, high=1.0)
+
+
+PAD_MODES = ("constant", "edge", "reflect", "symmetric")  # torchvision's padding_mode
+
+
+def _check_pad_crop(params, check: Checker) -> None:
+    padding = params.get("padding", 4)
+    if not isinstance(padding, numbers.Integral) or isinstance(padding, bool) or padding < 0:
+        check.fail("padding", padding, "must be an int >= 0 (it sets the padded image's shape; no per-class table)")
+    if params.get("max_shift") is not None:
+        check.number("max_shift", params["max_shift"], low=0.0)
+    if params.get("mode", "constant") not in PAD_MODES:
+        check.fail("mode", params["mode"], f"must be one of {PAD_MODES}")
+
+
+def _check_probability(params, check: Checker) -> None:
+    if "p" in params:
+        check.number("p", params["p"], low=0.0, high=1.0)
+
+
+def _check_color_jitter(params, check: Checker) -> None:
+    for param in ("brightness", "contrast", "saturation"):  # a factor is drawn from [max(0, 1 - m), 1 + m]
+        if param in params:
+            check.number(param, params[param], low=0.0)
+    if "hue" in params:
+        check.number("hue", params["hue"], low=0.0, high=0.5)
+
+
+def _check_normalize(params, check: Checker) -> None:
+    check.channel_stats(params)
+
+
+def _check_center_crop(params, check: Checker) -> None:
+    check.size("size", params["size"], pair=False)
+    if "crop_ratio" in params:
+        check.number("crop_ratio", params["crop_ratio"], low=0.0, high=1.0, low_open=True, table=False)
+
+
+def _check_mix(params, check: Checker) -> None:
+    if "alpha" in params:
+        check.number("alpha", params["alpha"], low=0.0, low_open=True)
+
+
+OPS = Registry("augmentation op", "augment.pipeline")
+for _names, _op in [
+    (("rrc", "random_resized_crop"), Op(rrc.random_resized_crop, EXAMPLE, check=_check_rrc)),
+    (("pad_crop", "pad_and_random_crop"), Op(ops.pad_and_random_crop, EXAMPLE, check=_check_pad_crop)),
+    (("flip_lr", "random_flip_left_right"), Op(ops.random_flip_left_right, EXAMPLE, check=_check_probability)),
+    (("flip_ud", "random_flip_up_down"), Op(ops.random_flip_up_down, EXAMPLE, check=_check_probability)),
+    (("color_jitter",), Op(ops.color_jitter, EXAMPLE, multipass=True, check=_check_color_jitter)),
+    (("grayscale", "random_grayscale"), Op(ops.random_grayscale, EXAMPLE, check=_check_probability)),
+    (("normalize",), Op(ops.normalize, DETERMINISTIC, check=_check_normalize)),
+    (("center_crop", "center_crop_and_resize"), Op(ops.center_crop_and_resize, DETERMINISTIC,
+                                                   check=_check_center_crop)),
+    (("mixup",), Op(ops.mixup, BATCH, check=_check_mix)),
+    (("cutmix",), Op(ops.cutmix, BATCH, check=_check_mix)),
+]:
+    for _name in _names:
+        OPS.register(_name)(_op)
+
+_POSITIONAL = {EXAMPLE: 2, BATCH: 3, DETERMINISTIC: 1}  # key, image / key, images, targets / image
+
+
+def check_stage(name: str, op: Op, params: Mapping[str, Any], *, field: str = "augment.pipeline") -> None:
+    """Raise PipelineError unless `params` are parameters of `op` (its signature), the required ones are given
+    and they pass the op's own check (torchvision's rules, every value of a per-class table included)."""
+    signature = inspect.signature(op.fn)
+    accepted = list(signature.parameters.values())[_POSITIONAL[op.kind]:]
+    if not any(p.kind == p.VAR_KEYWORD for p in accepted):
+        names = [p.name for p in accepted if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = [key for key in params if key not in names]
+        if unknown:
+            raise PipelineError(f"{name} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
+                                f"{', '.join(names) or '(none)'}", field)
+        missing = [p.name for p in accepted if p.default is p.empty and p.kind != p.VAR_POSITIONAL
+                   and p.name not in params]
+        if missing:
+            raise PipelineError(f"{name} needs {', '.join(f'{m}=...' for m in missing)} (its parameters are "
+                                f"{', '.join(names)})", field)
+    if op.check is not None:
+        op.check(params, Checker(name, field))
 
 
 def per_class_table(value, num_classes: int, *, base_dir: str = "") -> PerClass:
@@ -101,7 +276,15 @@ def per_class_table(value, num_classes: int, *, base_dir: str = "") -> PerClass:
         values = list(value)
         if len(values) != num_classes:
             raise PipelineError(f"per-class table has {len(values)} values for {num_classes} classes")
-    return PerClass(np.asarray(values, np.float32))
+    try:
+        array = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise PipelineError(f"per-class table values must be numbers, got {values}") from None
+    if array.ndim != 1 or not np.all(np.isfinite(array)):
+        bad = [k for k, v in enumerate(array.reshape(len(values), -1)) if not np.all(np.isfinite(v))]
+        raise PipelineError(f"per-class table values must be finite numbers, one per class; got {values}"
+                            + (f" (class {bad[0]}: {values[bad[0]]})" if bad else ""))
+    return PerClass(array.astype(np.float32))
 
 
 def _literal(node: ast.AST, num_classes: int, tables: Mapping[str, Any], base_dir: str):
@@ -109,7 +292,7 @@ def _literal(node: ast.AST, num_classes: int, tables: Mapping[str, Any], base_di
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "table":
         if len(node.args) != 1 or node.keywords:
             raise PipelineError("table(...) takes one argument: a list, a dict or a JSON path")
-        return per_class_table(ast.literal_eval(node.args[0]), num_classes, base_dir=base_dir)
+        return per_class_table(_literal_value(node.args[0]), num_classes, base_dir=base_dir)
     if isinstance(node, ast.Name):
         if node.id not in tables:
             raise PipelineError(f"unknown name {node.id!r}: define it in config.augment.tables "
@@ -117,7 +300,15 @@ def _literal(node: ast.AST, num_classes: int, tables: Mapping[str, Any], base_di
         return per_class_table(tables[node.id], num_classes, base_dir=base_dir)
     if isinstance(node, (ast.Tuple, ast.List)):
         return tuple(_literal(e, num_classes, tables, base_dir) for e in node.elts)
-    return ast.literal_eval(node)
+    return _literal_value(node)
+
+
+def _literal_value(node: ast.AST):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise PipelineError(f"parameter value {ast.unparse(node)!r} is not a literal: write a number, string, "
+                            "tuple, list, dict, table(...) or a name from config.augment.tables") from None
 
 
 def _from_python(value, num_classes: int, tables: Mapping[str, Any], base_dir: str):
@@ -130,9 +321,23 @@ def _from_python(value, num_classes: int, tables: Mapping[str, Any], base_dir: s
 
 
 def parse_pipeline(spec: str | Sequence[Mapping[str, Any]], num_classes: int, *,
-                   tables: Mapping[str, Any] | None = None, base_dir: str = "") -> list[Stage]:
-    """Parse "op(k=v, ...)|op|..." or [{"op": name, **params}, ...] into stages."""
-    tables = dict(tables or {})
+                   tables: Mapping[str, Any] | None = None, base_dir: str = "",
+                   field: str = "augment.pipeline") -> list[Stage]:
+    """Parse "op(k=v, ...)|op|..." or [{"op": name, **params}, ...] into stages, each checked (`check_stage`).
+
+    Every error is a PipelineError of config.<field> (augment.pipeline, or augment.eval_pipeline for the
+    eval transform), raised before anything is traced or compiled.
+    """
+    try:
+        return _parse(spec, num_classes, dict(tables or {}), base_dir, field)
+    except ConfigError as e:
+        if e.field == field:
+            raise
+        message = getattr(e, "message", str(e).removeprefix(f"config.{e.field}: "))
+        raise PipelineError(message, field) from None
+
+
+def _parse(spec, num_classes: int, tables: dict[str, Any], base_dir: str, field: str) -> list[Stage]:
     stages = []
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.split("|") if p.strip()]
@@ -158,6 +363,7 @@ def parse_pipeline(spec: str | Sequence[Mapping[str, Any]], num_classes: int, *,
         op = OPS.lookup(name)
         if op.kind != EXAMPLE and any(isinstance(v, PerClass) for v in jax.tree.leaves(params)):
             raise PipelineError(f"{name}: per-class tables only apply to per-example ops")
+        check_stage(name, op, params, field=field)
         parsed.append(Stage(name, op, params))
     return _fuse_crop_and_flip(parsed)
 
@@ -284,7 +490,7 @@ def build_eval_transform(spec, num_classes: int) -> Callable[[jax.Array], jax.Ar
     """The deterministic eval-time pipeline (e.g. "center_crop(size=224)|normalize(...)"), or None if empty."""
     if not spec:
         return None
-    stages = parse_pipeline(spec, num_classes)
+    stages = parse_pipeline(spec, num_classes, field="augment.eval_pipeline")
     random = [s.name for s in stages if s.op.kind != DETERMINISTIC]
     if random:
         raise PipelineError(f"may only hold deterministic ops; remove {random}", "augment.eval_pipeline")
@@ -295,3 +501,53 @@ def build_eval_transform(spec, num_classes: int) -> Callable[[jax.Array], jax.Ar
         return images
 
     return transform
+
+
+def check_output_shapes(augment: Callable | None, eval_transform: Callable | None, image_shape: Sequence[int],
+                        num_classes: int, *, field: str = "augment.pipeline") -> tuple[int, ...]:
+    """Raise ConfigError unless the train pipeline's images have the shape evaluation feeds the model.
+
+    Traces (jax.eval_shape: nothing is compiled or run) `augment(keys, images, labels)` as the train step
+    calls it and `eval_transform(images)` as the eval step does, on a (1, *image_shape) float32 batch; None
+    stands for no pipeline (the images as loaded). E.g. rrc(size=64) on 8x8 images trains at 64 px while the
+    model is evaluated at 8 px. Also raises ConfigError when either pipeline cannot be traced on such images
+    (e.g. a normalize with 3 means on 1-channel images). Returns the (common) per-example shape.
+    """
+    image_shape = tuple(int(d) for d in image_shape)
+    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    keys = jax.eval_shape(lambda: jax.random.split(jax.random.PRNGKey(0), 1))
+    labels = jax.ShapeDtypeStruct((1,), jnp.int32)
+
+    def traced(fn, args, where):
+        try:
+            return jax.eval_shape(fn, *args)
+        except (AssertionError, ValueError, TypeError) as e:
+            raise ConfigError(where, f"cannot apply it to images of shape {image_shape} (the dataset's): "
+                                     f"{type(e).__name__}: {e}") from e
+
+    train_shape = image_shape
+    if augment is not None:
+        out_images, targets = traced(augment, (keys, images, labels), field)
+        train_shape = tuple(out_images.shape[1:])
+        if tuple(targets.shape) != (1, num_classes):
+            raise ConfigError(field, f"the train pipeline returns targets of shape {tuple(targets.shape[1:])}, "
+                                     f"expected ({num_classes},) (one soft label per class)")
+    eval_shape = image_shape
+    if eval_transform is not None:
+        eval_shape = tuple(traced(eval_transform, (images,), "augment.eval_pipeline").shape[1:])
+    if train_shape != eval_shape:
+        fixes = []
+        if len(train_shape) == 3 and len(eval_shape) == 3 and train_shape[2] == eval_shape[2]:
+            height, width = train_shape[:2]
+            if height == width:
+                fixes.append(f"add center_crop(size={height}) to config.augment.eval_pipeline")
+            fixes.append(f"make the train crop's output size {eval_shape[0]} (e.g. rrc(size={eval_shape[0]}) "
+                         if eval_shape[0] == eval_shape[1] else f"make the train crop's output size "
+                         f"{eval_shape[:2]} (e.g. rrc(size={eval_shape[:2]}) ")
+            fixes[-1] += "in config.augment.pipeline)"
+        else:
+            fixes.append("make config.augment.pipeline and config.augment.eval_pipeline output the same shape")
+        raise ConfigError(field, f"the train pipeline outputs images of shape {train_shape} but evaluation feeds "
+                                 f"the model images of shape {eval_shape} (the dataset's {image_shape} after "
+                                 f"config.augment.eval_pipeline, if any); {' or '.join(fixes)}")
+    return train_shape

@@ -28,7 +28,7 @@ __all__ = ["SOURCES", "ArraySource", "DataSource", "Dataset", "Source", "TfdsSou
            "check_data_config", "from_arrays", "load_dataset", "resize_image"]
 
 _DEFAULTS = dict(name="", dir="", path="", train_split="train", eval_split="test", image_size=0, seed=0,
-                 image_key="image", label_key="label")
+                 image_key="image", label_key="label", num_classes=0)
 
 _HINTS = {
     "mnist": "download them from https://yann.lecun.com/exdb/mnist/ "
@@ -49,7 +49,10 @@ CIFAR10_TARBALL = "cifar10_jpg.tar.gz"
 
 
 class TfdsSource:
-    """A tfds random-access (ArrayRecord) split, decoded on demand, optionally resized to image_size."""
+    """A tfds random-access (ArrayRecord) split, decoded on demand, optionally resized to image_size.
+
+    Not scanned at load (that would decode every record): its labels come from a tfds ClassLabel feature,
+    so they lie in [0, num_classes), and decoded images are uint8."""
 
     def __init__(self, data_source, *, image_size: int = 0, image_key: str = "image", label_key: str = "label"):
         self.data_source = data_source
@@ -260,9 +263,24 @@ def _load_svmlight(data_config) -> Dataset:
 
 
 def _load_npz(data_config) -> Dataset:
+    """x_train, y_train, x_test, y_test, and optionally class_names (K strings) or num_classes (a scalar): with
+    either (or config.data.num_classes > 0) a label >= K is a DataError; without, K = max label + 1."""
     path = _npz_file(data_config)
     arrays = formats.read_npz(path, required=formats.NPZ_KEYS)
-    return from_arrays(*(arrays[k] for k in formats.NPZ_KEYS), name=_get(data_config, "name") or path.stem)
+    class_names = [str(c) for c in arrays["class_names"].reshape(-1)] if "class_names" in arrays else None
+    num_classes = _get(data_config, "num_classes") or None
+    if "num_classes" in arrays:
+        stored = arrays["num_classes"]
+        if stored.size != 1 or stored.dtype.kind not in "iu" or int(stored.reshape(())) < 1:
+            raise DataError(f"{path}: num_classes must hold one positive integer, got {stored!r}")
+        if num_classes is not None and int(stored.reshape(())) != num_classes:
+            raise DataError(f"{path} holds num_classes={int(stored.reshape(()))} but config.data.num_classes="
+                            f"{num_classes}")
+        num_classes = int(stored.reshape(()))
+    if num_classes is None and class_names is not None:
+        num_classes = len(class_names)
+    return from_arrays(*(arrays[k] for k in formats.NPZ_KEYS), name=_get(data_config, "name") or path.stem,
+                       class_names=class_names, num_classes=num_classes)
 
 
 def _cache_dir() -> Path:

@@ -22,6 +22,8 @@ import json
 import os
 import re
 import shutil
+import zipfile
+import zlib
 
 import jax
 import ml_collections
@@ -31,7 +33,7 @@ from jaxlab import data, parallel
 from jaxlab.classwise import intervention as intervention_lib
 from jaxlab.classwise import real_labels
 from jaxlab.classwise.analysis import analyze, per_class_rows
-from jaxlab.errors import ConfigError
+from jaxlab.errors import ConfigError, DataError
 from jaxlab.experiments import train as train_experiment
 from jaxlab.experiments.grid import Grid
 from jaxlab.experiments.sweep_report import write_report
@@ -141,14 +143,22 @@ def _train_runs(config, grid: Grid, runs: list[tuple[str, object]], dataset, mes
 
 
 def _load_predictions(workdir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions[run]) from <workdir>/predictions; a damaged file is a DataError naming it."""
     labels, predictions = None, []
     for name in names:
-        with np.load(os.path.join(workdir, "predictions", f"{name}.npz")) as f:
-            if labels is not None and not np.array_equal(labels, f["labels"]):
-                raise ValueError(f"run {name} was evaluated on different labels than the others; "
-                                 "all runs of a sweep must share the eval split")
-            labels = f["labels"]
-            predictions.append(f["predictions"])
+        path = os.path.join(workdir, "predictions", f"{name}.npz")
+        try:
+            with np.load(path) as f:
+                run_labels, run_predictions = f["labels"], f["predictions"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise DataError(f"{path} is damaged ({type(e).__name__}: {e}); delete it and its record "
+                            f"{os.path.join(workdir, 'records', name + '.json')}, then rerun to train that run "
+                            "again") from None
+        if labels is not None and not np.array_equal(labels, run_labels):
+            raise DataError(f"run {name} was evaluated on different labels than the others ({path}); all runs "
+                            "of a sweep must share the eval split")
+        labels = run_labels
+        predictions.append(run_predictions)
     return labels, np.stack(predictions)
 
 

@@ -39,10 +39,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxlab import data, parallel
-from jaxlab.errors import ConfigError
+from jaxlab.errors import ConfigError, NonFiniteError
 from jaxlab.experiments import train as train_experiment
 from jaxlab.experiments.grid import Grid
-from jaxlab.train import NonFiniteLossError, Preempted
+from jaxlab.train import Preempted
 from jaxlab.train.metrics import write_json
 
 RESULTS_FILE = "results.json"
@@ -207,7 +207,7 @@ def _train_run(grid: Grid, name: str, run_config, dataset: data.Dataset, mesh, n
     def train(run_dir: str) -> dict:
         try:
             train_experiment.train_run(run_config, run_dir, mesh=mesh, dataset=dataset)
-        except NonFiniteLossError as e:
+        except NonFiniteError as e:
             write_json(os.path.join(run_dir, "diverged.json"), {"error": str(e)})
             return run_record(run_dir, steps_per_epoch, num_epochs, target, diverged=True)
         return run_record(run_dir, steps_per_epoch, num_epochs, target)

@@ -6,9 +6,9 @@
 
 Layout: <workdir>/runs/<name>/ is a run's working directory (its checkpoints: an interrupted run resumes from
 them) and <workdir>/records/<name>.json its record, written atomically once the run finished: the done
-marker. A finished run is never run again; its record carries the hash of the config it ran with, and a
-rerun that asks for the same name with another config is a ConfigError (the workdir holds results of other
-settings: use a new workdir). Every message goes through `Grid.log` (elapsed time, progress and an ETA).
+marker. A finished run is never run again; its record carries the config it ran with (and its hash), and a
+rerun that asks for the same name with another config is a WorkdirError listing the fields that differ (the
+workdir holds results of other settings: use a new workdir). Every message goes through `Grid.log` (elapsed time, progress and an ETA).
 """
 
 from __future__ import annotations
@@ -23,15 +23,22 @@ from typing import Any, Callable, Iterator
 
 import jax
 
-from jaxlab.errors import ConfigError
+from jaxlab import parallel
+from jaxlab.errors import WorkdirError
 from jaxlab.train import preemption
 from jaxlab.train.metrics import write_json
+from jaxlab.train.workdir import config_differences
+
+
+def _as_json(config: Any) -> Any:
+    """A config (ConfigDict, dict or any JSON-able value) as plain JSON values."""
+    return json.loads(config.to_json_best_effort(sort_keys=True) if hasattr(config, "to_json_best_effort")
+                      else json.dumps(config, sort_keys=True, default=repr))
 
 
 def config_hash(config: Any) -> str:
     """A short hash of a config (ConfigDict, dict or any JSON-able value): the identity of a run's settings."""
-    text = config.to_json(sort_keys=True) if hasattr(config, "to_json") else json.dumps(config, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return hashlib.sha1(json.dumps(_as_json(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
 class Grid:
@@ -83,17 +90,21 @@ class Grid:
             with open(path) as f:
                 stored = json.load(f)
             if key is not None and stored.get("config_hash") not in (None, key):
-                raise ConfigError("experiment", f"{self.workdir} already holds run {name!r} trained with another "
-                                  "config; use a new --workdir (or delete that run's record in "
-                                  f"{self.records_dir} to train it again)")
+                changed = config_differences(stored.get("config") or {}, _as_json(config))
+                listed = "; ".join(f"{k}: {json.dumps(a, default=repr)} -> {json.dumps(b, default=repr)}"
+                                   for k, (a, b) in changed.items())
+                raise WorkdirError(f"{self.workdir} already holds run {name!r} finished with another config "
+                                   f"({listed or 'fields the run does not record'}); use a new --workdir (or "
+                                   f"delete {path} to run it again)")
             return stored["record"]
-        if self._stop["stop"]:
+        if parallel.any_process(self._stop["stop"]):  # every host stops before the same run
             raise preemption.Preempted(f"SIGTERM: stopped before run {name}")
         self.log(f"run {name}{self._progress()}")
         start = time.perf_counter()
         record = fn(self.run_dir(name))
         if jax.process_index() == 0:  # one writer on a filesystem shared by the hosts
-            write_json(path, {"name": name, "config_hash": key, "record": record})
+            write_json(path, {"name": name, "config_hash": key, "record": record,
+                              "config": None if config is None else _as_json(config)})
         if not keep_run_dir and jax.process_index() == 0:
             shutil.rmtree(self.run_dir(name), ignore_errors=True)
         self._ran.append(time.perf_counter() - start)

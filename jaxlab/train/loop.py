@@ -18,20 +18,17 @@ from jax.sharding import Mesh
 
 from jaxlab import config as config_lib
 from jaxlab import data, models, parallel
-from jaxlab.augment import build_eval_transform, build_pipeline
-from jaxlab.errors import ConfigError
+from jaxlab.augment import build_eval_transform, build_pipeline, check_output_shapes
+from jaxlab.errors import ConfigError, NonFiniteError, WorkdirError
 from jaxlab.train import extension as extension_lib
 from jaxlab.train import metrics as metrics_lib
 from jaxlab.train import preemption
+from jaxlab.train import workdir as workdir_lib
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.optim import create_optimizer, total_train_steps
 from jaxlab.train.state import TrainState, create_train_state
 from jaxlab.train.step import Augment, make_eval_step, make_train_step
 from jaxlab.train.validation import validate
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/inf loss; the last checkpoint on disk is the last good state."""
 
 
 def evaluate(eval_step, state: TrainState, source, batch_size: int, mesh: Mesh) -> dict[str, Any]:
@@ -65,21 +62,26 @@ class _MetricBuffer:
         self._pending.append((step, step_metrics))
 
     def flush(self, last_good_step: int | None) -> dict[str, float] | None:
-        """Mean of the buffered metrics; raises NonFiniteLossError at the first bad step."""
+        """Mean of the buffered metrics; raises NonFiniteError at the first step whose loss, gradient norm or
+        updated parameters (the step's fused "finite" flag) are not all finite."""
         if not self._pending:
             return None
         steps, values = zip(*self._pending)
         values = jax.device_get(values)
         self._pending = []
         for step, v in zip(steps, values):
-            if not np.isfinite(v["loss"]):
+            if not v["finite"]:
                 where = (f"the last good checkpoint is step {last_good_step}" if last_good_step is not None
                          else "no checkpoint was written")
-                raise NonFiniteLossError(
-                    f"loss became {v['loss']} at step {step}; training stopped and {where}. "
-                    "Lower config.optimizer.learning_rate, add warm-up (config.schedule.warmup_epochs) "
-                    "or clip gradients (config.optimizer.grad_clip_norm).")
-        return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+                hidden = (" (the loss and gradient norm are finite, the updated parameters are not)"
+                          if np.isfinite(v["loss"]) and np.isfinite(v["grad_norm"]) else "")
+                raise NonFiniteError(
+                    f"training diverged at step {step}: loss {v['loss']:.4g}, gradient norm {v['grad_norm']:.4g}"
+                    f"{hidden}; training stopped and {where}. Likely "
+                    "causes: a learning rate too high (lower config.optimizer.learning_rate, add warm-up "
+                    "config.schedule.warmup_epochs or clip gradients config.optimizer.grad_clip_norm), non-finite "
+                    "input data, or a zero std in a normalize op of config.augment.")
+        return {k: float(np.mean([v[k] for v in values])) for k in values[0] if k != "finite"}
 
 
 def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, dataset: data.Dataset | None = None,
@@ -116,13 +118,25 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     if head_size and dataset.num_classes % head_size:
         raise ConfigError("training.head_size", f"{head_size} does not divide the {dataset.num_classes} "
                                      f"classes of {dataset.name} into heads (e.g. 2 for split-MNIST's 5 tasks)")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"the workdir {workdir} is a file; give --workdir a folder")
     os.makedirs(workdir, exist_ok=True)
-    is_chief = jax.process_index() == 0
+    with workdir_lib.lock(workdir):
+        workdir_lib.reconcile(workdir, config)
+        return _train_and_evaluate(config, workdir, mesh, dataset, augment, extensions, max_steps, initial_variables)
 
+
+def _train_and_evaluate(config, workdir: str, mesh: Mesh, dataset: data.Dataset, augment: Augment | None,
+                        extensions: Sequence[extension_lib.ExtensionFactory], max_steps: int | None,
+                        initial_variables: dict | None) -> dict[str, Any]:
+    """train_and_evaluate's run, once the config, the data and the workdir are checked (and the workdir locked)."""
+    batch_size, head_size = config.training.batch_size, config.training.head_size
+    is_chief = jax.process_index() == 0
     if augment is None and config.augment.pipeline:
         augment = build_pipeline(config.augment.pipeline, dataset.num_classes, tables=config.augment.tables.to_dict(),
                                  examples_per_chunk=config.augment.examples_per_chunk)
     eval_transform = build_eval_transform(config.augment.eval_pipeline, dataset.num_classes)
+    check_output_shapes(augment, eval_transform, dataset.image_shape, dataset.num_classes)  # traced, not compiled
     model = models.create_model(config.model, dataset.num_classes)
     train_batches = data.TrainBatches(dataset.train, batch_size, seed=config.seed)
     steps_per_epoch = train_batches.steps_per_epoch
@@ -140,9 +154,9 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
         state, data_state = restored
         train_batches.set_state(data_state)
     step = int(jax.device_get(state.step))
-    if is_chief:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+    if is_chief:  # a resumed run repeats the steps after its checkpoint (and a finished one its final evaluation)
+        metrics_lib.drop_records_after(workdir, {"train.jsonl": step, **{
+            name: step - (step >= total_steps) for name in ("eval.jsonl", "eval_per_class.jsonl")}})
 
     train_step = make_train_step(model, tx, mesh, num_classes=dataset.num_classes,
                                  label_smoothing=config.training.label_smoothing,
@@ -190,7 +204,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
     preempted = False
     try:
         with preemption.watch() as sigterm:
-            while step < stop_at and not sigterm["stop"]:
+            stop = False  # SIGTERM on any process, agreed by all of them before anyone leaves the loop
+            while step < stop_at and not stop:
                 state, step_metrics = train_step(state, parallel.shard_batch(next(train_batches), mesh))
                 step += 1
                 if step == start_step + 1:  # compilation, cache loading: kept out of mean_step_seconds
@@ -201,14 +216,16 @@ def train_and_evaluate(config, workdir: str, *, mesh: Mesh | None = None, datase
                     logged = buffer.flush(last_checkpoint)
                     writer.write("train", step, {**logged, "learning_rate": float(schedule(step - 1))})
                     progress.show(step, {"loss": logged["loss"], "acc": logged["accuracy"]})
+                    stop = parallel.any_process(sigterm["stop"])  # hosts agree where metrics sync anyway
                 else:
                     progress.update(step)
+                    stop = sigterm["stop"] if jax.process_count() == 1 else False
                 if step % eval_every == 0 and step < total_steps:
                     result = run_eval(step)
                     progress.write(f"step {step}: eval loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}")
                 if step % checkpoint_every == 0 or step == stop_at:
                     checkpoint()
-            if sigterm["stop"]:
+            if stop:
                 checkpoint()
                 progress.write(f"SIGTERM: checkpointed step {step} in {checkpointer.directory}; rerun to resume.")
                 preempted = True

@@ -66,6 +66,23 @@ def write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def drop_records_after(workdir: str, last_steps: Mapping[str, int]) -> None:
+    """Keep only the lines with "step" <= last_steps[name] of each <workdir>/<name> JSONL file (rewritten
+    atomically): after a resume from step k the steps after k are trained and logged again, once."""
+    for name, last in last_steps.items():
+        path = os.path.join(workdir, name)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            lines = [line for line in f if line.strip()]
+        kept = [line for line in lines if json.loads(line)["step"] <= last]
+        if len(kept) < len(lines):
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, path)
+
+
 class MetricWriter:
     """Appends {"step", **scalars} lines to <workdir>/<name>.jsonl; mirrors to TensorBoard if asked."""
 

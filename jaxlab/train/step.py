@@ -59,6 +59,12 @@ def head_logits(logits: jax.Array, labels: jax.Array, head_size: int) -> jax.Arr
     return jnp.where(heads == (labels // head_size)[..., None], logits, MASKED_LOGIT)
 
 
+def all_finite(tree) -> jax.Array:
+    """One boolean: every entry of every leaf of `tree` is finite (one fused reduction inside the step)."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
 def example_keys(rng: jax.Array, step: jax.Array, indices: jax.Array) -> jax.Array:
     """keys[i] = fold_in(fold_in(rng, step), index[i]): independent of device count and
     batch position, and identical after a resume."""
@@ -110,11 +116,13 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh: Mesh, *, num_
             batch_stats=jax.lax.pmean(mutated.get("batch_stats", {}), parallel.AXIS),
             opt_state=opt_state,
         )
+        grad_norm = optax.tree.norm(grads)
         metrics = {
             "loss": loss,
             "task_loss": jax.lax.pmean(task, parallel.AXIS),
             "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), parallel.AXIS),
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
+            "finite": all_finite((loss, grad_norm, new_state.params, new_state.batch_stats)),
         }
         for extension in extensions:
             if extension.param_metrics is not None:
