@@ -29,6 +29,7 @@ import flax.serialization
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
 from jaxlab import parallel
@@ -223,7 +224,6 @@ class Checkpointer:
         follow would hang; a disagreement (hosts seeing different files) is a CheckpointError on every host."""
         if jax.process_count() == 1:
             return
-        from jax.experimental import multihost_utils
         chosen = sorted({int(s) for s in np.asarray(multihost_utils.process_allgather(np.int32(step))).ravel()})
         if len(chosen) > 1:
             self.close()
@@ -247,7 +247,6 @@ class Checkpointer:
             for step, target in moved.items():
                 shutil.move(self.step_directory(step), target)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("jaxlab_checkpoint_set_aside")
         self._manager.reload()
         return moved
