@@ -10,6 +10,8 @@ any host was told to.
 
 from __future__ import annotations
 
+import collections
+
 import os
 from typing import Any, Callable, Mapping
 
@@ -166,6 +168,42 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
     """Host-local numpy batch -> global arrays split along "data" across all hosts."""
     sharding = NamedSharding(mesh, BATCH)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+class DeviceBuffer:
+    """Batches already on the devices ahead of the step that uses them (a device-side double buffer).
+
+    `next(buffer)` returns the oldest sharded batch and starts moving the following ones (`size` in flight
+    beyond the one handed out): with JAX's asynchronous dispatch the host-to-device copy of batch t + 1
+    overlaps step t.
+    `get_state()` is the host iterator's state after the batches handed out so far (not the ones in flight),
+    so a checkpoint resumes at the first batch no step has used. `limit` batches at most are moved.
+    """
+
+    def __init__(self, batches, mesh: Mesh, *, size: int = 1, limit: int | None = None):
+        self._batches, self._mesh, self._size, self._left = batches, mesh, size, limit
+        self._queue: collections.deque = collections.deque()
+        self._state = batches.get_state()
+
+    def _fill(self) -> None:
+        while len(self._queue) < self._size and (self._left is None or self._left > 0):
+            batch = next(self._batches)
+            self._queue.append((shard_batch(batch, self._mesh), self._batches.get_state()))
+            self._left = None if self._left is None else self._left - 1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, jax.Array]:
+        self._fill()
+        if not self._queue:
+            raise StopIteration
+        batch, self._state = self._queue.popleft()
+        self._fill()
+        return batch
+
+    def get_state(self) -> dict:
+        return self._state
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -183,6 +183,7 @@ def _train_and_evaluate(config, workdir: str, mesh: Mesh, dataset: data.Dataset,
 
     # ---------------------------------------------------------------- train loop
     stop_at = total_steps if max_steps is None else min(total_steps, step + max_steps)
+    device_batches = parallel.DeviceBuffer(train_batches, mesh, limit=stop_at - step)  # next batch moves during a step
     progress = metrics_lib.Progress(total_steps, step, batch_size)
     progress.write(f"{dataset.name}: {len(dataset.train)} train / {len(dataset.test)} eval examples, "
                    f"{dataset.num_classes} classes; {config.model.name} on {mesh.size} device(s); "
@@ -197,7 +198,7 @@ def _train_and_evaluate(config, workdir: str, mesh: Mesh, dataset: data.Dataset,
         buffer_metrics = buffer.flush(last_checkpoint)  # never checkpoint a non-finite state
         if buffer_metrics is not None:
             writer.write("train", step, {**buffer_metrics, "learning_rate": float(schedule(step - 1))})
-        last_checkpoint = checkpointer.save(state, train_batches.get_state())
+        last_checkpoint = checkpointer.save(state, device_batches.get_state())
         timing["eval_and_checkpoints"] += time.perf_counter() - checkpoint_start
 
     start_time, start_step = time.perf_counter(), step
@@ -206,7 +207,7 @@ def _train_and_evaluate(config, workdir: str, mesh: Mesh, dataset: data.Dataset,
         with preemption.watch() as sigterm:
             stop = False  # SIGTERM on any process, agreed by all of them before anyone leaves the loop
             while step < stop_at and not stop:
-                state, step_metrics = train_step(state, parallel.shard_batch(next(train_batches), mesh))
+                state, step_metrics = train_step(state, next(device_batches))
                 step += 1
                 if step == start_step + 1:  # compilation, cache loading: kept out of mean_step_seconds
                     jax.block_until_ready(step_metrics)

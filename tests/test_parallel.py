@@ -1,5 +1,5 @@
-"""parallel.distributed_settings on simulated launcher environments (no process is started), and the
-launch scripts' device requests."""
+"""jaxlab.parallel: distributed_settings on simulated launcher environments (no process is started), the launch
+scripts' device requests, and the device-side double buffer of training batches."""
 
 import os
 
@@ -139,3 +139,26 @@ def test_slurm_script_requests_no_per_task_gpu_binding():
     tasks = next(int(d.split("=")[1]) for d in directives if d.startswith("--ntasks-per-node="))
     gpus = next(int(d.split("=")[1]) for d in directives if d.startswith("--gpus-per-node="))
     assert gpus % tasks == 0
+
+
+def test_device_buffer_keeps_the_next_batch_on_the_devices_and_its_state_at_the_consumed_position():
+    """The double buffer hands out the host batches in order, sharded; its state is the host iterator's after
+    the batches handed out (a checkpoint resumes at the first batch no step used); `limit` caps the moves."""
+    import numpy as np
+
+    from jaxlab import data
+    from tests.helpers import blobs_dataset
+
+    dataset = blobs_dataset()
+    mesh = parallel.make_mesh()
+    host = data.TrainBatches(dataset.train, 24, seed=0, prefetch=0)
+    reference = [next(data.TrainBatches(dataset.train, 24, seed=0, prefetch=0, start_step=t)) for t in range(3)]
+    buffer = parallel.DeviceBuffer(host, mesh, limit=3)
+    assert buffer.get_state()["step"] == 0
+    first = next(buffer)
+    assert buffer.get_state()["step"] == 1 and host.get_state()["step"] == 2  # one batch in flight
+    np.testing.assert_array_equal(np.asarray(first["image"]), reference[0]["image"])
+    assert first["image"].sharding.spec == parallel.BATCH
+    rest = list(buffer)
+    assert len(rest) == 2 and buffer.get_state()["step"] == 3 and host.get_state()["step"] == 3
+    np.testing.assert_array_equal(np.asarray(rest[1]["label"]), reference[2]["label"])
