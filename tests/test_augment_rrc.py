@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxlab.augment.rrc import random_resized_crop, rrc_params, rrc_params_numpy
+from jaxlab.augment.rrc import random_resized_crop, rrc_params
+from jaxlab.data.jpeg import crop_window
 
 N = 20_000
 P_MIN = 1e-3
@@ -48,7 +49,7 @@ def _jax_draws(height, width, scale, ratio=DEFAULT_RATIO, seed=0):
 @functools.lru_cache(maxsize=None)
 def _numpy_draws(height, width, scale, ratio=DEFAULT_RATIO, seed=1):
     rng = np.random.default_rng(seed)
-    return np.array([rrc_params_numpy(rng, height, width, scale, ratio) for _ in range(N)])
+    return np.array([crop_window(height, width, rng, scale, ratio) for _ in range(N)])
 
 
 def _features(params, height, width):

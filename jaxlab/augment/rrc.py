@@ -10,7 +10,6 @@ with top = (H-h)//2, left = (W-w)//2. round is round-half-to-even, as Python's.
 
 from __future__ import annotations
 
-import math
 
 import chex
 import jax
@@ -109,25 +108,3 @@ def _linear_resample_rows(image, scale, translation, out_size: int, reverse=Fals
     below = jnp.take(image, j0, axis=0, mode="clip")  # clip: an index outside [0, in) takes the edge row,
     above = jnp.take(image, j0 + 1, axis=0, mode="clip")  # whose weight is then 0
     return (w0 / total)[:, None, None] * below + (w1 / total)[:, None, None] * above
-
-
-def rrc_params_numpy(rng: np.random.Generator, height: int, width: int, scale=(0.08, 1.0),
-                     ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    """Reference: the module docstring's sampler in plain Python, one attempt at a time. (top, left, h, w)."""
-    area = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    for _ in range(ATTEMPTS):
-        target_area = area * rng.uniform(scale[0], scale[1])
-        aspect = math.exp(rng.uniform(log_lo, log_hi))
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w, h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        h, w = height, round(height * max(ratio))
-    else:
-        h, w = height, width
-    return (height - h) // 2, (width - w) // 2, h, w
