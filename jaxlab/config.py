@@ -39,6 +39,12 @@ def base_config() -> ml_collections.ConfigDict:
         image_size=0,        # host-side resize to a fixed size (variable-size datasets); 0 = keep
         seed=0,              # only for sources that need a split (digits)
         num_classes=0,       # npz: the number of classes (a label >= it is a DataError); 0 = from the file or max + 1
+        # Encoded-image sources (image_folder, tfds_jpeg; jaxlab.data.loader): decoded and cropped on the host.
+        workers=-1,          # decoding processes; -1 = the CPUs this process may use, 0 = in-process
+        prefetch=2,          # host batches prepared ahead
+        rrc_scale=0.08,      # the random-resized crop's scale lower bound (training; image_size is its output)
+        rrc_scale_table="",  # or a config.augment.tables name: per-class lower bounds (e.g. a sweep's "crop_scale")
+        eval_resize=0,       # evaluation: shorter side resized to this, then centre crop image_size; 0 = size / 0.875
     ))
 
     config.model = ml_collections.ConfigDict(dict(
@@ -121,6 +127,12 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     require(0.0 <= config.training.label_smoothing < 1.0, "training.label_smoothing", "must be in [0, 1)")
     require(config.training.head_size >= 0, "training.head_size", "must be >= 0 (0: one head over all classes)")
     require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
+    require(0 < config.data.rrc_scale <= 1, "data.rrc_scale", f"must be in (0, 1], got {config.data.rrc_scale}")
+    require(not config.data.rrc_scale_table or config.data.rrc_scale_table in config.augment.tables,
+            "data.rrc_scale_table", f"{config.data.rrc_scale_table!r} is not a config.augment.tables entry "
+            f"({sorted(config.augment.tables)})")
+    require(config.data.workers >= -1 and config.data.prefetch >= 0 and config.data.eval_resize >= 0, "data.workers",
+            "data.workers must be >= -1 (-1: every CPU), data.prefetch and data.eval_resize >= 0")
 
     opt = config.optimizer
     require(opt.name in OPTIMIZERS, "optimizer.name", f"unknown optimizer {opt.name!r}; choose one of {OPTIMIZERS}")

@@ -7,6 +7,11 @@ config.data.dir, which defaults to $JAXLAB_DATA_DIR: each finds its files either
 standard subfolder of it (mnist/, fashion_mnist/, usps/, cifar10_jpg/, and <data.name>/ for svmlight, e.g. a7a/),
 so one JAXLAB_DATA_DIR=/path/to/datasets serves every config and --config.data.dir=/path/to/mnist works too.
 Every missing or corrupt input raises `DataError` naming the paths looked in and how to obtain the data.
+
+Encoded-image datasets too large for memory (ImageNet) are not decoded at load: `image_folder` (torchvision's
+ImageFolder tree) and `tfds_jpeg` (a tfds ArrayRecord dataset read with SkipDecoding) return `JpegSource` splits,
+decoded by worker processes (jaxlab.data.loader): random-resized crops of config.data.image_size (default 224)
+for training, Resize(eval_resize) + CenterCrop for evaluation.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 from jaxlab.data import formats, synthetic
 from jaxlab.data.dataset import ArraySource, Dataset, Source, all_examples, from_arrays, resize_image
+from jaxlab.data.loader import FileRecords, JpegSource, TfdsRecords, default_workers, image_files
 from jaxlab.errors import DataError
 from jaxlab.registry import Registry
 
@@ -28,7 +34,12 @@ __all__ = ["SOURCES", "ArraySource", "DataSource", "Dataset", "Source", "TfdsSou
            "check_data_config", "from_arrays", "load_dataset", "resize_image"]
 
 _DEFAULTS = dict(name="", dir="", path="", train_split="train", eval_split="test", image_size=0, seed=0,
-                 image_key="image", label_key="label", num_classes=0)
+                 image_key="image", label_key="label", num_classes=0, workers=-1, prefetch=2, eval_resize=0)
+
+# Encoded-image sources (image_folder, tfds_jpeg): the crop size when config.data.image_size is 0, and
+# torchvision's ImageFolder extensions.
+DEFAULT_CROP_SIZE = 224
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 _HINTS = {
     "mnist": "download them from https://yann.lecun.com/exdb/mnist/ "
@@ -41,6 +52,9 @@ _HINTS = {
     "svmlight": "download a train file and its test file, e.g. a7a and a7a.t from "
                 "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/binary.html",
     "npz": "write one with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)",
+    "image_folder": "arrange the images as torchvision's ImageFolder, <folder>/<split>/<class>/<image> for the "
+                    "splits config.data.train_split and config.data.eval_split (ImageNet: train/ from the train tar's "
+                    "per-class tars, val/ with the validation images moved into their class folders)",
 }
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -315,35 +329,53 @@ def _tfds_data_dir(data_config) -> str | None:
     return folder if folder and (Path(folder) / name).is_dir() else None
 
 
-def _load_tfds(data_config) -> Dataset:
-    """A tfds ArrayRecord data source (no TensorFlow needed); TFRecord data falls back to tfds.load if TF exists."""
+def _tfds_sources(data_config, decoders=None):
+    """The (train, eval) tfds random-access (ArrayRecord) data sources of config.data.name; DataError if the dataset
+    is unknown or not prepared as array_record (tfds_jpeg); for source=tfds, TensorFlow's in-memory fallback."""
     import tensorflow_datasets as tfds
 
     name = _get(data_config, "name")
     splits = [_get(data_config, "train_split"), _get(data_config, "eval_split")]
     data_dir = _tfds_data_dir(data_config)
-    image_key, label_key = _get(data_config, "image_key"), _get(data_config, "label_key")
     try:
-        train, test = tfds.data_source(name, split=splits, data_dir=data_dir, download=False)
+        return tfds.data_source(name, split=splits, data_dir=data_dir, download=False, decoders=decoders)
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(f"tfds: unknown dataset config.data.name={name!r} (see `tfds build --help` "
                         "or https://www.tensorflow.org/datasets/catalog)") from None
     except (NotImplementedError, ValueError, OSError, KeyError) as e:  # KeyError: a folder without splits
         folder = _get(data_config, "dir")
         elsewhere = f"; config.data.dir={folder!r} holds no {name!r} either" if folder and not data_dir else ""
+        message = (f"tfds: cannot open {name!r} split {splits} in data_dir={data_dir or tfds.core.constants.DATA_DIR} "
+                   f"as a random-access (array_record) source ({str(e).split('. ')[0]}){elsewhere}. Prepare it with "
+                   f"`pip install jaxlab[tf]` and `tfds build {name} --file_format=array_record`, or point "
+                   "--config.data.dir at a tfds data dir where it is prepared as array_record")
+        if decoders is not None:
+            raise DataError(message) from None
         try:
             import tensorflow  # noqa: F401  (TensorFlow is optional: only this fallback needs it)
         except ImportError:
-            raise DataError(
-                f"tfds: cannot open {name!r} split {splits} in data_dir={data_dir or tfds.core.constants.DATA_DIR} "
-                f"as a random-access (array_record) source ({str(e).split('. ')[0]}){elsewhere}. Prepare it with "
-                f"`pip install jaxlab[tf]` and `tfds build {name} --file_format=array_record`, or point "
-                "--config.data.dir at a tfds data dir where it is prepared as array_record") from None
-        return _load_tfds_in_memory(name, splits, data_dir, image_key, label_key)
-    features = train.dataset_info.features
+            raise DataError(message) from None
+        return None
+
+
+def _tfds_class_label(features, name: str, label_key: str):
     label = features[label_key]
     if not hasattr(label, "names"):
         raise DataError(f"tfds: {name!r} feature {label_key!r} is not a ClassLabel")
+    return label
+
+
+def _load_tfds(data_config) -> Dataset:
+    """A tfds ArrayRecord data source (no TensorFlow needed); TFRecord data falls back to tfds.load if TF exists."""
+    name = _get(data_config, "name")
+    image_key, label_key = _get(data_config, "image_key"), _get(data_config, "label_key")
+    sources = _tfds_sources(data_config)
+    if sources is None:
+        splits = [_get(data_config, "train_split"), _get(data_config, "eval_split")]
+        return _load_tfds_in_memory(name, splits, _tfds_data_dir(data_config), image_key, label_key)
+    train, test = sources
+    features = train.dataset_info.features
+    label = _tfds_class_label(features, name, label_key)
     shape = tuple(features[image_key].shape)  # (H, W, C), H and W None when sizes vary
     size = _get(data_config, "image_size")
     if size:
@@ -365,6 +397,82 @@ def _load_tfds_in_memory(name, splits, data_dir, image_key, label_key) -> Datase
                        class_names=info.features[label_key].names)
 
 
+# --- encoded-image sources, decoded by worker processes (jaxlab.data.loader) ---
+
+def _jpeg_source(records, data_config, name: str) -> JpegSource:
+    """A JpegSource with config.data's crop size (image_size, 0 = 224), eval resize (0 = crop / 0.875, i.e. 256
+    for 224), workers (-1 = the CPUs this process may use) and prefetch."""
+    crop = _get(data_config, "image_size") or DEFAULT_CROP_SIZE
+    workers = _get(data_config, "workers")
+    return JpegSource(records, name=name, crop_size=crop, eval_resize=_get(data_config, "eval_resize") or
+                      int(crop / 0.875), workers=default_workers() if workers < 0 else workers,
+                      prefetch=_get(data_config, "prefetch"))
+
+
+def _image_folder(data_config) -> Path:
+    """The folder holding <train_split>/ and <eval_split>/ class folders: config.data.dir, or its subfolder named
+    config.data.name (default image_folder)."""
+    splits = [_get(data_config, "train_split"), _get(data_config, "eval_split")]
+    expected = " and ".join(f"{split}/<class>/<images>" for split in splits)
+
+    def find(folder: Path):
+        missing = [split for split in splits if not (folder / split).is_dir()]
+        return (None if missing else folder), f"no folder {' or '.join(f'{m}/' for m in missing)}"
+
+    return _search(data_config, "image_folder", _get(data_config, "name") or "image_folder", expected, find)
+
+
+def _folder_split(root: Path, split: str, classes: list[str] | None) -> tuple[FileRecords, list[str]]:
+    """One ImageFolder split: its images (sorted as torchvision) labelled by the index of their class folder in
+    `classes` (None: this split's own sorted class folders define them)."""
+    folder = root / split
+    found = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if classes is None:
+        classes = found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"image_folder: {folder} has class folders that the train split lacks: {unknown[:5]}")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        if (folder / name).is_dir():
+            files = image_files(folder / name, IMAGE_EXTENSIONS)
+            paths += [os.path.join(name, f) for f in files]
+            labels += [label] * len(files)
+    if not paths:
+        raise DataError(f"image_folder: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}/<class>/; "
+                        f"{_HINTS['image_folder']}")
+    return FileRecords(str(folder), tuple(paths), np.asarray(labels, np.int32)), classes
+
+
+def _load_image_folder(data_config) -> Dataset:
+    """torchvision's ImageFolder layout: classes are the train split's sorted folder names, images any file with an
+    image extension (any depth below its class folder), decoded by worker processes."""
+    root = _image_folder(data_config)
+    name = _get(data_config, "name") or root.name
+    train, classes = _folder_split(root, _get(data_config, "train_split"), None)
+    test, _ = _folder_split(root, _get(data_config, "eval_split"), classes)
+    train, test = _jpeg_source(train, data_config, name), _jpeg_source(test, data_config, name)
+    return Dataset(name, train, test, len(classes), (train.crop_size, train.crop_size, 3), tuple(classes))
+
+
+def _load_tfds_jpeg(data_config) -> Dataset:
+    """A tfds ArrayRecord dataset read with SkipDecoding: the encoded images are decoded by worker processes."""
+    import tensorflow_datasets as tfds
+
+    name, image_key = _get(data_config, "name"), _get(data_config, "image_key")
+    train, test = _tfds_sources(data_config, decoders={image_key: tfds.decode.SkipDecoding()})
+    features = train.dataset_info.features
+    label = _tfds_class_label(features, name, _get(data_config, "label_key"))
+    if not isinstance(features[image_key], tfds.features.Image):
+        raise DataError(f"tfds_jpeg: {name!r} feature {image_key!r} is not an Image feature (set "
+                        "--config.data.image_key)")
+    splits = [_get(data_config, "train_split"), _get(data_config, "eval_split")]
+    train, test = (_jpeg_source(TfdsRecords(source, name=f"{name}/{split}", image_key=image_key,
+                                            label_key=_get(data_config, "label_key")), data_config, name)
+                   for source, split in zip((train, test), splits))
+    return Dataset(name, train, test, label.num_classes, (train.crop_size, train.crop_size, 3), tuple(label.names))
+
+
 # --- the registry ---
 
 class DataSource(NamedTuple):
@@ -378,6 +486,8 @@ class DataSource(NamedTuple):
 SOURCES = Registry("data source", "data.source")
 SOURCES.register("digits", DataSource(_check_nothing, _load_digits))
 SOURCES.register("tfds", DataSource(_check_tfds, _load_tfds))
+SOURCES.register("tfds_jpeg", DataSource(_check_tfds, _load_tfds_jpeg))
+SOURCES.register("image_folder", DataSource(_image_folder, _load_image_folder))
 for _name in ("mnist", "fashion_mnist"):
     SOURCES.register(_name, DataSource(functools.partial(_idx_files, source=_name),
                                        functools.partial(_load_idx, source=_name)))

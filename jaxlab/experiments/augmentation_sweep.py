@@ -80,10 +80,12 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
                           "(the RRC scale lower bound)")
     if not sweep.seeds or len(set(sweep.seeds)) != len(sweep.seeds):
         raise ConfigError("sweep.seeds", f"{tuple(sweep.seeds)} must be distinct seeds, at least one")
-    if not re.search(rf"\b{re.escape(sweep.parameter)}\b", str(config.augment.pipeline)):
+    if (not re.search(rf"\b{re.escape(sweep.parameter)}\b", str(config.augment.pipeline))
+            and sweep.parameter != config.data.rrc_scale_table):
         raise ConfigError("sweep.parameter", f"{sweep.parameter!r} does not appear in config.augment.pipeline "
                           f"({config.augment.pipeline!r}); use it as a parameter there, e.g. "
-                          f"rrc(size=32, scale=({sweep.parameter}, 1.0))")
+                          f"rrc(size=32, scale=({sweep.parameter}, 1.0)), or, for an encoded-image source cropped "
+                          f"on the host, set config.data.rrc_scale_table={sweep.parameter!r}")
     if not 0 <= sweep.shard_index < sweep.num_shards:
         raise ConfigError("sweep.shard_index", f"must be in [0, num_shards={sweep.num_shards})")
     if cw.reference_strength and cw.reference_strength not in tuple(sweep.strengths):
