@@ -4,13 +4,18 @@
     python -m jaxlab.main --config=configs/classwise/imagenet_resnet50.py --workdir=gs://.../classwise_in1k \
         --config.classwise.real_json=/path/to/real.json     # eval examples matched to it by their file_name
     # several machines: add --config.sweep.num_shards=N --config.sweep.shard_index=i (launch/sweep_array.sbatch)
+    # from an ImageFolder tree (<dir>/train/<wnid>/*.JPEG, <dir>/val/<wnid>/*.JPEG) instead of tfds:
+    #   --config.data.source=image_folder --config.data.dir=/path/to/imagenet --config.data.eval_split=val
 
 Protocol (Kirichenko et al. 2023; details they do not state are the config's choices): ResNet-50, 88 epochs,
 batch 1024, SGD Nesterov momentum 0.9, lr 0.1 x batch/256 with 5 warm-up epochs and cosine decay, weight decay
 1e-4 (not on BN/bias), label smoothing 0.1, bf16; train augmentation RRC(224, scale=(s, 1)) +
-flip, s in {0.08, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0}, 3 seeds; eval resize 256 + centre crop 224. Images are
-decoded and resized to 256x256 on the host (the data pipeline needs one image size), so the crop is sampled on
-the 256x256 image rather than the original aspect ratio. Cost: about 1.28M x 88 / 5,700 images/s ~ 5.5 hours
+flip, s in {0.08, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0}, 3 seeds; eval resize 256 + centre crop 224. As in
+torchvision and the paper, the crop window is sampled on the ORIGINAL image (size and aspect ratio) by the host
+input pipeline (jaxlab.data.loader: JPEGs decoded in config.data.workers processes, each example's crop
+strength looked up by its label in the sweep's table, config.data.rrc_scale_table), then resized to 224; flip
+and normalisation run on the device. Evaluation decodes, resizes the shorter side to 256 and centre-crops 224
+on the host. Cost: about 1.28M x 88 / 5,700 images/s ~ 5.5 hours
 per run on one H100 (measured train step, benchmarks/README.md), ~130 H100-hours for the 24 runs plus 3
 intervention runs; on 8 GPUs each run takes under an hour. Expected: ~76-77% top-1 at s = 0.08, a few points
 lower at s = 1; ReaL accuracy ~83%; single classes (e.g. barn spider) drop by up to 20 points with strong crops.
@@ -22,10 +27,11 @@ from jaxlab.experiments import base_config
 
 def get_config():
     config = base_config("augmentation_sweep")
-    config.data.source = "tfds"
+    config.data.source = "tfds_jpeg"  # ArrayRecord records, JPEG bytes decoded by the loader's workers
     config.data.name = "imagenet2012"
     config.data.eval_split = "validation"
-    config.data.image_size = 256
+    config.data.image_size = 224      # the host crop's output; evaluation: resize 256, centre crop 224
+    config.data.rrc_scale_table = "crop_scale"
     config.model.name = "resnet50_imagenet"
     config.model.dtype = "bfloat16"
     config.training.batch_size = 1024
@@ -38,8 +44,8 @@ def get_config():
     config.optimizer.weight_decay = 1e-4
     config.schedule.warmup_epochs = 5.0
     mean_std = "mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)"
-    config.augment.pipeline = f"rrc(size=224, scale=(crop_scale, 1.0))|flip_lr|normalize({mean_std})"
-    config.augment.eval_pipeline = f"center_crop(size=224, crop_ratio=0.875)|normalize({mean_std})"
+    config.augment.pipeline = f"flip_lr|normalize({mean_std})"  # after the host's random-resized crop
+    config.augment.eval_pipeline = f"normalize({mean_std})"
     config.augment.tables = {"crop_scale": {"default": 1.0}}
     config.sweep.strengths = (0.08, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
     config.sweep.seeds = (0, 1, 2)

@@ -4,14 +4,17 @@
     python -m jaxlab.main --config=configs/dreg/imagenet_resnet50.py --workdir=gs://.../dreg_in1k_b8192
     python -m jaxlab.main --config=configs/dreg/imagenet_resnet50.py:dreg --workdir=gs://.../dreg_in1k_b8192_dreg
     # arguments (comma-separated, optional): dreg (classifier replicated, lambda 1e-2), b256 (the small-batch reference)
+    # from an ImageFolder tree instead of tfds: --config.data.source=image_folder --config.data.dir=/path/to/imagenet
+    #   --config.data.eval_split=val
 
 Recipe (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): ResNet-50, 90 epochs, momentum 0.9 (not
 Nesterov), lr 0.1 x batch / 256 (3.2 at 8192) with a 5-epoch linear warm-up, divided by 10 at epochs 30, 60
 and 80, weight decay 1e-4 (kernels only here), RRC(224) + flip, eval resize 256 + centre crop 224, bf16 compute.
 Differences, stated: Goyal et al. computed BatchNorm statistics over 32 images per GPU (256 GPUs) and zero-
 initialised each residual block's last BN scale; here statistics are per device (bn_sync=False: 1024 images
-per device on 8 devices) and the BN scales start at 1. Images are decoded and resized to 256x256 on the host,
-so crops are sampled on the 256x256 image.
+per device on 8 devices) and the BN scales start at 1. The random-resized crop is sampled on the original
+image by the host input pipeline (jaxlab.data.loader, config.data.workers decoding processes), flip and
+normalisation run on the device; evaluation resizes the shorter side to 256 and centre-crops 224 on the host.
 
 Hardware assumed: 8 accelerators with >= 80 GB (1024 images of 224 px per device in bf16), or more hosts
 (`launch/`); the global batch is split over all devices. Cost: about 1.28M x 90 / 5,662 images/s ~ 5.7
@@ -33,10 +36,10 @@ def get_config(arg: str = ""):
     if set(options) - set(OPTIONS):
         raise ValueError(f"configs/dreg/imagenet_resnet50.py:{arg}: options are {OPTIONS}, e.g. ':dreg'")
     config = base_config("train")
-    config.data.source = "tfds"
+    config.data.source = "tfds_jpeg"  # ArrayRecord records, JPEG bytes decoded by the loader's workers
     config.data.name = "imagenet2012"
     config.data.eval_split = "validation"
-    config.data.image_size = 256
+    config.data.image_size = 224      # the host crop's output (RRC scale 0.08..1); evaluation: resize 256, crop 224
     config.model.name = "resnet50_imagenet"
     config.model.dtype = "bfloat16"
     config.training.batch_size = 256 if "b256" in options else 8192
@@ -53,8 +56,8 @@ def get_config(arg: str = ""):
     config.schedule.decay_epochs = (30, 60, 80)
     config.schedule.decay_factor = 0.1
     mean_std = "mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)"
-    config.augment.pipeline = f"rrc(size=224)|flip_lr|normalize({mean_std})"
-    config.augment.eval_pipeline = f"center_crop(size=224, crop_ratio=0.875)|normalize({mean_std})"
+    config.augment.pipeline = f"flip_lr|normalize({mean_std})"  # after the host's random-resized crop
+    config.augment.eval_pipeline = f"normalize({mean_std})"
     config.dreg.enabled = "dreg" in options
     config.dreg.coefficient = 1e-2
     config.eval_batch_size = 1024
