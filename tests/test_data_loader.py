@@ -275,6 +275,12 @@ def test_tfds_array_record_through_skip_decoding(dataset, tmp_path):
         evaluated["image"][1], jpeg.resize_center_crop(val[1][0], resize=ds.test.eval_resize, crop=CROP, name="x"))
     with pytest.raises(DataError, match="tfds"):
         data.load_dataset(data_config(source="tfds_jpeg", name="tiny_jpegs", dir=str(tmp_path), eval_split="nope"))
+    # and the trainer runs on it end to end (host crops in 2 workers, evaluation decoded in a pool)
+    config = tiny_config(**{"data.source": "tfds_jpeg", "data.name": "tiny_jpegs", "data.dir": str(tmp_path),
+                            "data.eval_split": "validation", "data.image_size": CROP, "data.workers": 2,
+                            "training.batch_size": 8, "training.num_train_steps": 2, "eval_batch_size": 8})
+    result = train_and_evaluate(config, str(tmp_path / "run"))
+    assert result["finished"] and result["num_examples"] == 4 and len(result["per_class_accuracy"]) == 3
 
 
 def _train_config(folder, **overrides):
