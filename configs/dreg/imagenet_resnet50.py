@@ -14,7 +14,10 @@ Differences, stated: Goyal et al. computed BatchNorm statistics over 32 images p
 initialised each residual block's last BN scale; here statistics are per device (bn_sync=False: 1024 images
 per device on 8 devices) and the BN scales start at 1. The random-resized crop is sampled on the original
 image by the host input pipeline (jaxlab.data.loader, config.data.workers decoding processes), flip and
-normalisation run on the device; evaluation resizes the shorter side to 256 and centre-crops 224 on the host.
+normalisation run on the device; evaluation resizes the shorter side to 256 and centre-crops 224 on the host. Host input
+measured at ~470 images/s per decoding core (benchmarks/README.md, "Input pipeline": 2-core CPU machine,
+ImageNet-sized JPEGs, batches of 256), so one H100 at 5,662 images/s needs ~12 cores (config.data.workers,
+default: every core), an 8-GPU node ~100.
 
 Hardware assumed: 8 accelerators with >= 80 GB (1024 images of 224 px per device in bf16), or more hosts
 (`launch/`); the global batch is split over all devices. Cost: about 1.28M x 90 / 5,662 images/s ~ 5.7
