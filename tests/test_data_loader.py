@@ -217,7 +217,7 @@ def test_corrupt_file_is_named(folder, tmp_path):
     records = data.FileRecords(str(tmp_path / "train"), tuple(f"bird/{i}.jpg" for i in range(4)),
                                np.zeros(4, np.int32))
     batches = loader.JpegBatches(records, 4, 0, transform=loader.RandomResizedCrop(16), workers=0, prefetch=0)
-    with pytest.raises(DataError, match=r"bird/2\.jpg: cannot decode"):
+    with pytest.raises(DataError, match=r"bird/2\.jpg \(example \d+ of the split\): cannot decode"):
         next(batches)
 
 

@@ -85,7 +85,7 @@ class FileRecords:
             raise DataError(f"cannot read {path}: {e}") from None
 
     def describe(self, index: int) -> str:
-        return os.path.join(self.root, self.paths[index])
+        return f"{os.path.join(self.root, self.paths[index])} (example {index} of the split)"
 
 
 class TfdsRecords:
