@@ -9,12 +9,15 @@ anything is loaded or compiled and raises `ConfigError` naming the field and say
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from collections.abc import Mapping
 
 import ml_collections
+import numpy as np
 
-from jaxlab.errors import require
+from jaxlab.errors import ConfigError, require
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "lars", "lamb")
 SCHEDULES = ("constant", "cosine", "step")
@@ -155,3 +158,47 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     require(config.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
     require(config.on_config_change in ON_CONFIG_CHANGE, "on_config_change",
             f"{config.on_config_change!r} is not one of {ON_CONFIG_CHANGE}")
+
+
+def per_class_values(value, num_classes: int, *, field: str = "augment.tables", base_dir: str = "") -> np.ndarray:
+    """A per-class table (config.augment.tables' entries: a list of K numbers, a dict {class: value, "default": v}
+    or a JSON file of either; a relative path is taken from base_dir) as a (K,) float64 array; ConfigError(field)."""
+    if isinstance(value, str):
+        path = value if os.path.isabs(value) or not base_dir else os.path.join(base_dir, value)
+        try:
+            with open(path) as f:
+                value = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(field, f"cannot read the per-class table {path!r}: {e}") from e
+    if isinstance(value, Mapping):
+        value = dict(value)
+        default = value.pop("default", None)
+        keys = {int(k): float(v) for k, v in value.items()}
+        missing = [k for k in range(num_classes) if k not in keys]
+        if missing and default is None:
+            raise ConfigError(field, f"per-class table misses classes {missing[:10]} and has no 'default'")
+        if any(not 0 <= k < num_classes for k in keys):
+            raise ConfigError(field, f"per-class table has classes outside [0, {num_classes}): {sorted(keys)}")
+        values = [keys.get(k, default) for k in range(num_classes)]
+    else:
+        values = list(value)
+        if len(values) != num_classes:
+            raise ConfigError(field, f"per-class table has {len(values)} values for {num_classes} classes")
+    try:
+        array = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(field, f"per-class table values must be numbers, got {values}") from None
+    if array.ndim != 1 or not np.all(np.isfinite(array)):
+        bad = [k for k, v in enumerate(array.reshape(len(values), -1)) if not np.all(np.isfinite(v))]
+        raise ConfigError(field, f"per-class table values must be finite numbers, one per class; got {values}"
+                          + (f" (class {bad[0]}: {values[bad[0]]})" if bad else ""))
+    return array
+
+
+def host_crop_scale(config, num_classes: int):
+    """The host-side random-resized crop's scale lower bound (encoded-image sources): config.data.rrc_scale, or one
+    per class from config.augment.tables[config.data.rrc_scale_table] (class-conditional strength)."""
+    name = config.data.rrc_scale_table
+    if not name:
+        return config.data.rrc_scale
+    return per_class_values(config.augment.tables.to_dict()[name], num_classes, field="data.rrc_scale_table")

@@ -12,7 +12,7 @@ class ConfigError(ValueError):
 
     def __init__(self, field: str, message: str):
         super().__init__(f"config.{field}: {message}")
-        self.field = field
+        self.field, self.message = field, message
 
 
 class DataError(ValueError):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxlab.data import benchmark
+from jaxlab.config import per_class_values
 from jaxlab.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,12 +90,13 @@ def test_bad_dataset_is_one_line_exit_2(config_file, tmp_path):
 
 
 def test_per_class_values_follow_the_trainers_rule(tmp_path):
-    np.testing.assert_allclose(benchmark.per_class_values({"default": 0.5, "1": 0.2}, 3), [0.5, 0.2, 0.5])
-    np.testing.assert_allclose(benchmark.per_class_values([0.1, 0.3], 2), [0.1, 0.3])
+    """The one parser of per-class tables (augment's PerClass parameters and the host crop's scale use it)."""
+    np.testing.assert_allclose(per_class_values({"default": 0.5, "1": 0.2}, 3), [0.5, 0.2, 0.5])
+    np.testing.assert_allclose(per_class_values([0.1, 0.3], 2), [0.1, 0.3])
     path = tmp_path / "table.json"
     path.write_text(json.dumps({"0": 0.25, "1": 1.0}))
-    np.testing.assert_allclose(benchmark.per_class_values(str(path), 2), [0.25, 1.0])
+    np.testing.assert_allclose(per_class_values(str(path), 2), [0.25, 1.0])
     with pytest.raises(ConfigError, match="misses classes"):
-        benchmark.per_class_values({"0": 0.5}, 2)
-    with pytest.raises(ConfigError, match="one per class"):
-        benchmark.per_class_values([0.5], 2)
+        per_class_values({"0": 0.5}, 2)
+    with pytest.raises(ConfigError, match="2 classes"):
+        per_class_values([0.5], 2, field="data.rrc_scale_table")

@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 
 from jaxlab import data
+from jaxlab.config import host_crop_scale
 from jaxlab.data import jpeg, loader
 from jaxlab.data.pipeline import _epoch_permutation
 from jaxlab.errors import DataError
 from jaxlab.train import train_and_evaluate
-from jaxlab.train.loop import host_crop_scale
 from tests.helpers import tiny_config
 
 CLASSES = ("bird", "cat", "dog")  # folder names; sorted, so labels 0, 1, 2

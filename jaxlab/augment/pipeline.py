@@ -27,9 +27,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
-import json
 import numbers
-import os
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -37,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.augment import ops, rrc
+from jaxlab.config import per_class_values
 from jaxlab.errors import ConfigError
 from jaxlab.registry import Registry
 
@@ -69,7 +68,6 @@ class PipelineError(ConfigError):
 
     def __init__(self, message: str, field: str = "augment.pipeline"):
         super().__init__(field, message)
-        self.message = message
 
 
 # --- parameter checks (torchvision's rules), run on every stage when a pipeline is parsed ---
@@ -254,37 +252,12 @@ def check_stage(name: str, op: Op, params: Mapping[str, Any], *, field: str = "a
 
 
 def per_class_table(value, num_classes: int, *, base_dir: str = "") -> PerClass:
-    """A per-class table from a list of length K, a dict {class: value, "default": v} or a JSON file of either."""
-    if isinstance(value, str):
-        path = value if os.path.isabs(value) or not base_dir else os.path.join(base_dir, value)
-        try:
-            with open(path) as f:
-                value = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise PipelineError(f"cannot read the per-class table {path!r}: {e}") from e
-    if isinstance(value, Mapping):
-        value = dict(value)
-        default = value.pop("default", None)
-        keys = {int(k): float(v) for k, v in value.items()}
-        missing = [k for k in range(num_classes) if k not in keys]
-        if missing and default is None:
-            raise PipelineError(f"per-class table misses classes {missing[:10]} and has no 'default'")
-        if any(not 0 <= k < num_classes for k in keys):
-            raise PipelineError(f"per-class table has classes outside [0, {num_classes}): {sorted(keys)}")
-        values = [keys.get(k, default) for k in range(num_classes)]
-    else:
-        values = list(value)
-        if len(values) != num_classes:
-            raise PipelineError(f"per-class table has {len(values)} values for {num_classes} classes")
+    """A per-class table from a list of length K, a dict {class: value, "default": v} or a JSON file of either
+    (jaxlab.config.per_class_values' rules) as a PerClass parameter."""
     try:
-        array = np.asarray(values, np.float64)
-    except (TypeError, ValueError):
-        raise PipelineError(f"per-class table values must be numbers, got {values}") from None
-    if array.ndim != 1 or not np.all(np.isfinite(array)):
-        bad = [k for k, v in enumerate(array.reshape(len(values), -1)) if not np.all(np.isfinite(v))]
-        raise PipelineError(f"per-class table values must be finite numbers, one per class; got {values}"
-                            + (f" (class {bad[0]}: {values[bad[0]]})" if bad else ""))
-    return PerClass(array.astype(np.float32))
+        return PerClass(per_class_values(value, num_classes, base_dir=base_dir).astype(np.float32))
+    except ConfigError as error:
+        raise PipelineError(error.message) from None
 
 
 def _literal(node: ast.AST, num_classes: int, tables: Mapping[str, Any], base_dir: str):

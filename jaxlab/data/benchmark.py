@@ -6,8 +6,8 @@
 
 Loads the config's dataset (`load_dataset(config.data)`) and builds its TRAINING batches as the trainer does:
 `data.train_batches(dataset.train, config.training.batch_size, seed=config.seed, scale_min=...)` with the
-trainer's host crop scale (config.data.rrc_scale, or the per-class table config.augment.tables[
-config.data.rrc_scale_table]), as one host (process 0 of 1): the global batch config.training.batch_size is
+trainer's host crop scale (jaxlab.config.host_crop_scale: config.data.rrc_scale, or the per-class table
+config.augment.tables[config.data.rrc_scale_table]), as one host (process 0 of 1): the global batch config.training.batch_size is
 this host's batch. For encoded-image sources (image_folder, tfds_jpeg) that is the whole host pipeline: read,
 decode, random-resized crop to config.data.image_size, stack into uint8 batches, in config.data.workers
 processes (-1: every CPU of this process); in-memory sources time only the batching (their augmentation runs
@@ -15,11 +15,6 @@ on the device). It warms up (starts the workers and drains the batches they had 
 sees the steady state), then counts the batches delivered in `--seconds` and prints images/s;
 `--json=PATH` writes {"images_per_second", "workers", "batch_size", "seconds", "batches", "source",
 "image_size"}.
-
-Per-class tables (config.data.rrc_scale_table): the trainer reads them with jaxlab.augment.per_class_table,
-which this layer cannot import; here a table is a list of one value per class, a dict {"<class>": v, ...,
-"default": v}, or the path of a JSON file holding either (absolute, or relative to the working directory) --
-the same rule, without its checks of stray class keys.
 
 Exit status: 0 done, 2 a bad config or dataset (one line on stderr, as jaxlab.main).
 """
@@ -30,9 +25,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
 
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -47,42 +40,6 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os
 _FLAGS: dict = {}  # defined by run(), not on import: jaxlab.main defines --config too (tests import both)
 
 
-def per_class_values(table, num_classes: int) -> np.ndarray:
-    """A per-class table (a list of num_classes values, a dict {class: v, "default": v}, or a JSON file of either)
-    as a (num_classes,) float array: jaxlab.augment.per_class_table's rule, for the data layer."""
-    if isinstance(table, str):
-        try:
-            with open(table) as f:
-                table = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError("data.rrc_scale_table", f"cannot read the per-class table {table!r}: {e}") from None
-    if isinstance(table, Mapping):
-        table = dict(table)
-        default = table.pop("default", None)
-        values = {int(k): float(v) for k, v in table.items()}
-        missing = [k for k in range(num_classes) if k not in values]
-        if missing and default is None:
-            raise ConfigError("data.rrc_scale_table", f"the table misses classes {missing[:10]} and has no 'default'")
-        table = [values.get(k, default) for k in range(num_classes)]
-    values = np.asarray(list(table), np.float64)
-    if values.shape != (num_classes,) or not np.all(np.isfinite(values)):
-        raise ConfigError("data.rrc_scale_table", f"need {num_classes} finite values (one per class), got "
-                          f"{list(table)[:10]}")
-    return values
-
-
-def host_crop_scale(config, num_classes: int):
-    """The trainer's host random-resized-crop lower bound: config.data.rrc_scale, or one per class from
-    config.augment.tables[config.data.rrc_scale_table] (jaxlab.train.loop.host_crop_scale)."""
-    name = config.data.rrc_scale_table
-    if not name:
-        return config.data.rrc_scale
-    tables = config.augment.tables.to_dict()
-    if name not in tables:
-        raise ConfigError("data.rrc_scale_table", f"{name!r} is not a config.augment.tables entry ({sorted(tables)})")
-    return per_class_values(tables[name], num_classes)
-
-
 def measure(config, seconds: float, warmup_batches: int = -1) -> dict:
     """Time the config's host training batches for `seconds` after the warm-up; the result dict (see the module
     docstring)."""
@@ -90,7 +47,7 @@ def measure(config, seconds: float, warmup_batches: int = -1) -> dict:
     dataset = data.load_dataset(config.data)
     batch_size = config.training.batch_size
     batches = data.train_batches(dataset.train, batch_size, seed=config.seed,
-                                 scale_min=host_crop_scale(config, dataset.num_classes),
+                                 scale_min=config_lib.host_crop_scale(config, dataset.num_classes),
                                  process_index=0, process_count=1)
     workers = getattr(dataset.train, "workers", 0)  # JpegSource; in-memory splits batch in this process
     if warmup_batches < 0:  # every worker started, and the batches they prefetched meanwhile drained

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from jaxlab import config as config_lib
 from jaxlab import data, models, parallel
-from jaxlab.augment import build_eval_transform, build_pipeline, check_output_shapes, per_class_table
+from jaxlab.augment import build_eval_transform, build_pipeline, check_output_shapes
 from jaxlab.errors import ConfigError, NonFiniteError, WorkdirError
 from jaxlab.train import extension as extension_lib
 from jaxlab.train import metrics as metrics_lib
@@ -50,15 +50,6 @@ def evaluate(eval_step, state: TrainState, source, batch_size: int, mesh: Mesh) 
     for key, name in (("prediction", "predictions"), ("label", "labels")):
         result[name] = np.concatenate([e[key] for e in examples])[: len(source)].astype(np.int32)
     return result
-
-
-def host_crop_scale(config, num_classes: int):
-    """The host-side random-resized crop's scale lower bound (encoded-image sources): config.data.rrc_scale, or one
-    per class from config.augment.tables[config.data.rrc_scale_table] (class-conditional strength)."""
-    table = config.data.rrc_scale_table
-    if not table:
-        return config.data.rrc_scale
-    return per_class_table(config.augment.tables.to_dict()[table], num_classes).values
 
 
 class _MetricBuffer:
@@ -148,7 +139,7 @@ def _train_and_evaluate(config, workdir: str, mesh: Mesh, dataset: data.Dataset,
     check_output_shapes(augment, eval_transform, dataset.image_shape, dataset.num_classes)  # traced, not compiled
     model = models.create_model(config.model, dataset.num_classes)
     train_batches = data.train_batches(dataset.train, batch_size, seed=config.seed,
-                                       scale_min=host_crop_scale(config, dataset.num_classes))
+                                       scale_min=config_lib.host_crop_scale(config, dataset.num_classes))
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = total_train_steps(config, steps_per_epoch)
     tx, schedule = create_optimizer(config, steps_per_epoch, total_steps)
