@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxlab.data.dataset import Source
 from jaxlab.data.jpeg import random_resized_crop, resize_center_crop
-from jaxlab.data.pipeline import TrainBatches, _epoch_permutation, _host_slice
+from jaxlab.data.pipeline import StepStream, TrainBatches, _epoch_permutation, _host_slice
 from jaxlab.errors import DataError
 
 __all__ = ["FileRecords", "JpegBatches", "JpegSource", "RandomResizedCrop", "Records", "ResizeCenterCrop",
@@ -186,7 +186,7 @@ class HostBatch:
         return _examples(self.records, self.transform, indices, [(self.seed, epoch, i) for i in indices.tolist()])
 
 
-class JpegBatches:
+class JpegBatches(StepStream):
     """Deterministic, resumable, per-host training batches decoded in worker processes (an infinite iterator).
 
     The interface of `TrainBatches`: `next()` -> {"image": uint8 (B/P, S, S, 3), "label": int32, "index": int32},
@@ -249,15 +249,6 @@ class JpegBatches:
         else:
             dataset = steps.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=self._prefetch))
         return iter(dataset)
-
-    def get_state(self) -> dict:
-        """JSON-serialisable position in the stream (the TrainBatches format)."""
-        return {"step": self._step, "seed": self._seed}
-
-    def set_state(self, state: dict) -> None:
-        """Continue with the batch at state["step"] of the stream drawn from state["seed"]."""
-        self.close()
-        self._step, self._seed = int(state["step"]), int(state["seed"])
 
     def close(self) -> None:
         """Stop the workers (a later __next__ restarts them at the current step)."""

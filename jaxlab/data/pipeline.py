@@ -47,7 +47,25 @@ def _train_batch(source: Source, global_batch_size: int, seed: int, host: slice,
     return source.__getitems__(indices[host])
 
 
-class TrainBatches:
+class StepStream:
+    """A batch stream whose batch at step t is a function of (seed, t) alone: its position is {"step", "seed"}.
+    Subclasses keep `_step` (the step of the next batch) and `_seed`, and define `close()` (stop their background
+    work; a later __next__ restarts it at `_step`)."""
+
+    _step: int
+    _seed: int
+
+    def get_state(self) -> dict:
+        """JSON-serialisable position in the stream."""
+        return {"step": self._step, "seed": self._seed}
+
+    def set_state(self, state: dict) -> None:
+        """Continue with the batch at state["step"] of the stream drawn from state["seed"]."""
+        self.close()
+        self._step, self._seed = int(state["step"]), int(state["seed"])
+
+
+class TrainBatches(StepStream):
     """Deterministic, resumable, per-host training batches (an infinite iterator).
 
     The global batch at step t depends only on (seed, t): epoch e = t // steps_per_epoch shuffles
@@ -85,15 +103,6 @@ class TrainBatches:
                 raise batch
         self._step += 1
         return batch
-
-    def get_state(self) -> dict:
-        """JSON-serialisable position in the stream."""
-        return {"step": self._step, "seed": self._seed}
-
-    def set_state(self, state: dict) -> None:
-        """Continue with the batch at state["step"] of the stream drawn from state["seed"]."""
-        self.close()
-        self._step, self._seed = int(state["step"]), int(state["seed"])
 
     def close(self) -> None:
         """Stop the prefetch thread (a later __next__ restarts it)."""
