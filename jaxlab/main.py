@@ -33,7 +33,13 @@ USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py")
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", default=DEFAULT_CONFIG, help_string="Path to a config file (get_config()).", lock_config=True)
+    "config", default=DEFAULT_CONFIG, lock_config=True,
+    help_string="Path to a config file (get_config(); configs/*.py, each docstring gives its command). Override any "
+                "field with --config.a.b=value. The fields are documented where they are defined: the trainer's in "
+                "jaxlab/config.py (base_config), each experiment's fragment in jaxlab/experiments/<experiment>.py "
+                "(extend_config); --print_config shows the resolved config.")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config (the file with every --config.* override) and exit.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, metrics and results (default: workdirs/<config name>).")
 _COMPILATION_CACHE = flags.DEFINE_string(
@@ -78,15 +84,18 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # keep orbax's INFO chatter out of the progress output
         logging.set_verbosity(logging.WARNING)
-    if _COMPILATION_CACHE.value:
-        enable_compilation_cache(_COMPILATION_CACHE.value)
-    parallel.initialize_distributed()
-    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     config = _CONFIG.value
     try:
         config.experiment  # noqa: B018  (a config file that failed to load raises on first use)
     except OSError as e:
         _exit_user_error(e.__cause__ or e)
+    if _PRINT_CONFIG.value:
+        print(config)
+        return
+    if _COMPILATION_CACHE.value:
+        enable_compilation_cache(_COMPILATION_CACHE.value)
+    parallel.initialize_distributed()
+    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     try:
         result = experiments.run(config, workdir)
     except USER_ERRORS as e:

@@ -1,7 +1,8 @@
 """Name -> object registries that configs address by name: data sources, models, augmentation ops, losses,
 DReg penalties and experiments all use this one class.
 
-Fill a registry with the `register(name)` decorator (or `register(name, obj)`); `lookup` raises a ConfigError
+Fill a registry with the `register(name)` decorator (or `register(name, obj)`; registering a name again replaces
+its entry with a warning, as when a notebook cell is run twice); `lookup` raises a ConfigError
 naming the config field and the choices. A registry built with `package=` also finds `<package>.<name>` modules
 on lookup (importlib, the way big_vision finds its models): a new experiment is one file, no registration.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 from typing import TypeVar
 
 from jaxlab.errors import ConfigError
@@ -28,8 +30,9 @@ class Registry(dict):
     def register(self, name: str, obj=None):
         """`@registry.register("name")` on a function or class, or `registry.register("name", obj)`."""
         def decorator(entry: T) -> T:
-            if name in self:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+            if name in self and self[name] is not entry:  # a notebook cell run again: the new one replaces it
+                warnings.warn(f"{self.kind} {name!r} was already registered; the new entry replaces it",
+                              RuntimeWarning, stacklevel=3)
             self[name] = entry
             return entry
         return decorator if obj is None else decorator(obj)

@@ -119,7 +119,7 @@ def _reference_hue(image, shift):
 def _reference_jitter(image, factors, hue_shift, order):
     """torchvision's ColorJitter steps in numpy (float64), applied in `order` (0 b, 1 c, 2 s, 3 hue)."""
     x = np.asarray(image, np.float64)
-    weights = np.array([0.299, 0.587, 0.114])
+    weights = np.array(ops.LUMA_WEIGHTS)
     for op in order:
         if op == 3:
             x = _reference_hue(x, float(hue_shift)) if hue_shift != 0 else x
@@ -205,7 +205,7 @@ def test_saturation_zero_is_grayscale_and_single_channel_skips_colour():
     image = _images(1)[0]
     params = (jnp.array([1.0, 1.0, 0.0]), jnp.float32(0.0), jnp.int32(0), jnp.array([2, 0, 1]))
     gray = jax.jit(ops._jitter_apply)(image, *params)
-    luma = np.asarray(image) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = np.asarray(image) @ np.array(ops.LUMA_WEIGHTS, np.float32)
     np.testing.assert_allclose(gray, np.repeat(luma[..., None], 3, -1), atol=1e-6)
     mono = _images(2, channels=1) * 2  # out of [0, 1]: a saturation blend would clip, skipping does not
     out = jax.jit(jax.vmap(lambda k, x, m: ops.color_jitter(k, x, brightness=m[0], contrast=m[1], saturation=m[2],
@@ -217,7 +217,7 @@ def test_random_grayscale():
     images = _images(8)
     p = jnp.array([1.0, 0.0] * 4)
     out = jax.jit(jax.vmap(lambda k, x, q: ops.random_grayscale(k, x, p=q)))(_keys(8), images, p)
-    luma = np.asarray(images) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = np.asarray(images) @ np.array(ops.LUMA_WEIGHTS, np.float32)
     np.testing.assert_allclose(out[0::2], np.repeat(luma[0::2, ..., None], 3, -1), atol=1e-6)
     assert np.all(out[0::2, ..., 0] == out[0::2, ..., 1]) and np.all(out[0::2, ..., 1] == out[0::2, ..., 2])
     np.testing.assert_array_equal(out[1::2], images[1::2])
@@ -424,3 +424,11 @@ def test_normalize_and_denormalize_reject_bad_concrete_stats(op, mean, std, mess
         jax.jit(lambda x: op(x, mean=mean, std=std))(images)
     traced = jax.jit(lambda x, s: op(x, mean=0.5, std=s))(images, jnp.float32(0.5))  # a traced std is not checked
     chex.assert_shape(traced, images.shape)
+
+
+def test_grayscale_weights_are_torchvisions_tensor_path():
+    """torchvision's F.rgb_to_grayscale on tensors: 0.2989 R + 0.587 G + 0.114 B (PIL's "L" uses 0.299 for red); the
+    device ops follow the tensor path, which saturation and contrast jitter also use."""
+    assert ops.LUMA_WEIGHTS == (0.2989, 0.587, 0.114)
+    red = jnp.zeros((1, 1, 3)).at[..., 0].set(1.0)
+    np.testing.assert_allclose(ops.grayscale(red), [[[0.2989]]], rtol=1e-6)

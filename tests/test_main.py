@@ -155,3 +155,15 @@ def test_a_full_disk_is_a_one_line_error_and_an_internal_error_keeps_its_traceba
             main.main(["jaxlab.main"])
     finally:
         unparse()
+
+
+def test_print_config_shows_the_resolved_config_and_help_says_where_fields_live(tmp_path):
+    proc = _run_main(f"--config={REPO}/configs/default.py", "--config.optimizer.learning_rate=0.025",
+                     "--print_config", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "learning_rate: 0.025" in proc.stdout and "experiment: augmentation_sweep" in proc.stdout
+    assert "strengths:" in proc.stdout and not (tmp_path / "workdirs").exists(), "nothing runs"
+    helped = subprocess.run([sys.executable, "-m", "jaxlab.main", "--help"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=300)
+    assert "--print_config" in helped.stdout and "jaxlab/config.py" in helped.stdout
+    assert "jaxlab/experiments/<experiment>.py" in helped.stdout

@@ -18,9 +18,10 @@ and normalisation run on the device. Evaluation decodes, resizes the shorter sid
 on the host. Host input
 measured at ~470 images/s per decoding core (benchmarks/README.md, "Input pipeline": 2-core CPU machine,
 ImageNet-sized JPEGs, batches of 256), so one H100 at 5,662 images/s needs ~12 cores (config.data.workers,
-default: every core), an 8-GPU node ~100. Cost: about 1.28M x 88 / 5,700 images/s ~ 5.5 hours
-per run on one H100 (measured train step, benchmarks/README.md), ~130 H100-hours for the 24 runs plus 3
-intervention runs; on 8 GPUs each run takes under an hour. Expected: ~76-77% top-1 at s = 0.08, a few points
+default: every core), an 8-GPU node ~100. Cost: at least 1.28M x 88 / 5,700 images/s ~ 5.5 hours
+per run on one H100 (the train step alone, measured: benchmarks/README.md; evaluation, checkpoints and an
+input pipeline short of ~12 cores add to it), >= 130 H100-hours for the 24 runs plus 3 intervention runs; on 8
+GPUs each run takes about an hour if the host keeps up. Expected: ~76-77% top-1 at s = 0.08, a few points
 lower at s = 1; ReaL accuracy ~83%; single classes (e.g. barn spider) drop by up to 20 points with strong crops.
 """
 

@@ -21,7 +21,8 @@ default: every core), an 8-GPU node ~100.
 
 Hardware assumed: 8 accelerators with >= 80 GB (1024 images of 224 px per device in bf16), or more hosts
 (`launch/`); the global batch is split over all devices. Cost: about 1.28M x 90 / 5,662 images/s ~ 5.7
-hours per run on one H100 at the measured ResNet-50 train-step rate (benchmarks/README.md), under an hour on 8.
+hours per run on one H100 at the measured ResNet-50 train-step rate alone (benchmarks/README.md; evaluation,
+checkpoints and a host input short of ~12 cores per GPU add to it), about an hour on 8.
 
 Expected accuracy (literature): 76.3% top-1 at batch 8192 with this recipe, matching batch 256 (Goyal et al.);
 a JAX reference (dm-haiku ImageNet README) gives 76.7% at 256, 76.2% at 4096 and 71.7% at 32768. DReg has to

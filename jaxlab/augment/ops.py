@@ -17,11 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
+# torchvision's tensor rgb_to_grayscale (also inside its adjust_saturation / adjust_contrast, which the device ops
+# mirror): 0.2989 for red, where PIL's convert("L") (ITU-R 601-2) uses 0.299.
+LUMA_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
 def grayscale(image: jax.Array) -> jax.Array:
-    """Luma 0.299 R + 0.587 G + 0.114 B of (..., C) images as (..., 1); one channel is returned as is.
+    """Luma 0.2989 R + 0.587 G + 0.114 B (torchvision's tensor path) of (..., C) images as (..., 1); one channel is
+    returned as is.
 
     A weighted sum rather than a matmul, so that no backend lowers it to reduced (TF32/bf16) precision.
     """
