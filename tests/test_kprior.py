@@ -1,11 +1,13 @@
 """K-priors on small GLMs in float64: exact gradient reconstruction with M = D, every adaptation
 task converging to its retrained solution, and lambda memories beating low-lambda ones."""
 import functools
+import warnings
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxlab import kprior
@@ -353,6 +355,27 @@ def test_minimize_reports_its_steps_and_final_gradient(base):
                                          tol=1e-8, max_steps=500, scale=len(inputs), with_info=True)
         assert 0 < int(info.steps) < 500 and float(info.grad_norm) <= 1e-8, (method, info)
         np.testing.assert_allclose(solution, w_star, atol=1e-6)
-        _, capped = kprior.minimize(kprior.regularised_loss, start, glm, inputs, targets, DELTA, method=method,
-                                    tol=0.0, max_steps=1, scale=len(inputs), with_info=True)
+        with pytest.warns(RuntimeWarning, match="stopped at max_steps=1"):
+            _, capped = kprior.minimize(kprior.regularised_loss, start, glm, inputs, targets, DELTA, method=method,
+                                        tol=0.0, max_steps=1, scale=len(inputs), with_info=True)
         assert int(capped.steps) == 1 and float(capped.grad_norm) > 1e-8, (method, capped)
+
+
+def test_minimize_default_tolerance_is_reachable_in_float32_and_a_capped_solve_warns():
+    """The default tolerance is relative to the starting gradient and reachable in float32: L-BFGS on a GLM stops
+    well before max_steps, silently; a solve that max_steps ends says so."""
+    with jax.enable_x64(False):  # this module runs in float64; the default is checked in float32
+        rng = np.random.default_rng(0)
+        inputs = jnp.asarray(rng.normal(size=(200, 5)), jnp.float32)
+        targets = jax.nn.one_hot(jnp.asarray(rng.integers(0, 2, 200)), 2)
+        start = jnp.zeros((6, 2), jnp.float32)  # bias + 5 features
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _, info = kprior.minimize(kprior.regularised_loss, start, glm, inputs, targets, DELTA, scale=200.0,
+                                      max_steps=1000, with_info=True)
+        assert int(info.steps) < 1000
+        objective = lambda w: kprior.regularised_loss(w, glm, inputs, targets, DELTA) / 200.0  # noqa: E731
+        g0 = float(optax.tree.norm(jax.grad(objective)(start)))
+        assert float(info.grad_norm) <= np.sqrt(np.finfo(np.float32).eps) * max(1.0, g0)
+        with pytest.warns(RuntimeWarning, match="stopped at max_steps=2"):
+            kprior.minimize(kprior.regularised_loss, start, glm, inputs, targets, DELTA, scale=200.0, max_steps=2)

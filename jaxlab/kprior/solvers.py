@@ -8,6 +8,7 @@ by N_new + |M|): that changes step sizes and tolerances, not the minimiser.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable, NamedTuple
 
 import jax
@@ -107,19 +108,25 @@ def _solve(objective, params, data_leaves, tol, scale, treedef, static_leaves, m
     def value_fn(w):
         return objective(w, *args) / scale
 
+    if tol is None:  # reachable in the params' dtype: sqrt(eps) relative to the starting gradient's norm
+        start = ravel_pytree(params)[0]
+        tol = jnp.sqrt(jnp.finfo(start.dtype).eps) * jnp.maximum(1.0, jnp.linalg.norm(
+            ravel_pytree(jax.grad(value_fn)(params))[0]))
     if method == "newton":
         hessian_fn = None if hessian is None else (lambda w: hessian(w, *args) / scale)
         return _newton(value_fn, params, tol, max_steps, hessian_fn)
     return _lbfgs(value_fn, params, tol, max_steps, history)
 
 
-def minimize(objective: Callable[..., jax.Array], params, *args, method: str = "lbfgs", tol: float = 1e-10,
+def minimize(objective: Callable[..., jax.Array], params, *args, method: str = "lbfgs", tol: float | None = None,
              max_steps: int = 1000, history: int = 20, scale: float = 1.0, hessian: Callable | None = None,
              with_info: bool = False):
     """argmin_w objective(w, *args) / scale, full batch, from `params`.
 
     method "lbfgs": optax.lbfgs with its default zoom line search (strong Wolfe conditions) and
-    `history` past updates; stops when ||grad|| <= tol (of the scaled objective). "newton":
+    `history` past updates; stops when ||grad|| <= tol (of the scaled objective; None, the default: a tolerance
+    the params' dtype can reach, sqrt(eps) x max(1, ||grad|| at the start): 3.5e-4 relative in float32, 1.5e-8
+    in float64). "newton":
     Newton steps with the dense Hessian (Cholesky solve), for small, strictly convex
     problems (GLMs: machine precision in a handful of steps), damped by a backtracking search on
     ||grad|| (no objective values: robust in float32 where a large objective value's rounding
@@ -127,7 +134,8 @@ def minimize(objective: Callable[..., jax.Array], params, *args, method: str = "
     ||grad|| (its rounding floor). Both stop after max_steps. `hessian(w, *args)`, for newton: the
     objective's dense Hessian as a (P, P) matrix in `ravel_pytree(w)` order, when a structured one is
     cheaper than jax.hessian (`jaxlab.kprior.objectives.glm_hessian`: IRLS for a GLM); hashable.
-    with_info: return (params, SolveInfo) (steps taken, final ||grad||) instead of params.
+    with_info: return (params, SolveInfo) (steps taken, final ||grad||) instead of params. A solve that
+    max_steps ended is reported with a RuntimeWarning (outside jit/vmap; inside, read SolveInfo.steps).
 
     Array and number leaves of `args` (pytrees such as a KPrior or an AdaptationProblem are fine) enter jit as
     arguments, not constants; other leaves (apply_fn, the loss) are static and must be hashable, as must
@@ -141,6 +149,10 @@ def minimize(objective: Callable[..., jax.Array], params, *args, method: str = "
     solution, info = _solve(objective, params, data_leaves, tol, scale, treedef=treedef,
                             static_leaves=static_leaves, method=method, max_steps=max_steps, history=history,
                             hessian=hessian)
+    if not isinstance(info.steps, jax.core.Tracer) and int(info.steps) >= max_steps:
+        warnings.warn(f"minimize ({method}) stopped at max_steps={max_steps} with ||grad|| = "
+                      f"{float(info.grad_norm):.3g}, above its tolerance {'(default)' if tol is None else tol}: "
+                      "not converged; raise max_steps or loosen tol", RuntimeWarning, stacklevel=2)
     return (solution, info) if with_info else solution
 
 
