@@ -29,6 +29,25 @@ def test_table_and_csv(tmp_path):
     assert (tmp_path / "p.csv").read_text().splitlines()[2] == "1,dog,2,0.5,0"
 
 
+def test_a_long_per_class_table_prints_the_worst_and_best_classes_only():
+    confusion = np.diag(np.arange(1, 101)) + 1  # class k: accuracy rises with k
+    m = metrics.per_class_metrics(confusion)
+    names = tuple(f"c{k}" for k in range(100))
+    lines = metrics.format_per_class_table(m, names, limit=6).splitlines()
+    assert len(lines) == 1 + 3 + 1 + 3 + 1 and "94 classes between" in lines[4]
+    assert [line.split()[1] for line in lines[1:4]] == ["c0", "c1", "c2"]
+    assert [line.split()[1] for line in lines[5:8]] == ["c97", "c98", "c99"]
+    assert len(metrics.format_per_class_table(m, names, limit=100).splitlines()) == 102
+
+
+def test_progress_says_compiling_until_the_first_step():
+    progress = metrics.Progress(10, 0, 8)
+    assert progress._bar.desc.startswith("compiling")
+    progress.update(1)
+    assert progress._bar.desc.startswith("train")
+    progress.close()
+
+
 def test_metric_writer_appends_jsonl(tmp_path):
     writer = metrics.MetricWriter(str(tmp_path))
     writer.write("train", 1, {"loss": 2.0})

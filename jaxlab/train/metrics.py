@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
-import tqdm
+import tqdm.auto as tqdm
 
 
 def per_class_metrics(confusion: np.ndarray) -> dict[str, Any]:
@@ -38,13 +38,24 @@ def per_class_metrics(confusion: np.ndarray) -> dict[str, Any]:
     }
 
 
-def format_per_class_table(per_class: Mapping[str, Any], class_names: tuple[str, ...]) -> str:
-    """A plain-text table: class, name, n, accuracy, false positives."""
+def format_per_class_table(per_class: Mapping[str, Any], class_names: tuple[str, ...], *, limit: int = 20) -> str:
+    """A plain-text table: class, name, n, accuracy, false positives. With more than `limit` classes (ImageNet's
+    1,000 lines) only the limit / 2 worst and best classes by accuracy are listed (per_class.csv has them all)."""
     width = max([len("name")] + [len(c) for c in class_names])
     lines = [f"{'class':>5}  {'name':<{width}}  {'n':>6}  {'accuracy':>8}  {'false pos':>9}"]
-    for k, name in enumerate(class_names):
-        lines.append(f"{k:>5}  {name:<{width}}  {per_class['per_class_n'][k]:>6}  "
-                     f"{per_class['per_class_accuracy'][k]:>8.4f}  {per_class['false_positives'][k]:>9}")
+
+    def row(k: int) -> str:
+        return (f"{k:>5}  {class_names[k]:<{width}}  {per_class['per_class_n'][k]:>6}  "
+                f"{per_class['per_class_accuracy'][k]:>8.4f}  {per_class['false_positives'][k]:>9}")
+
+    if len(class_names) <= limit:
+        lines += [row(k) for k in range(len(class_names))]
+    else:
+        accuracy = np.nan_to_num(np.asarray(per_class["per_class_accuracy"], float), nan=np.inf)
+        order = np.argsort(accuracy, kind="stable")
+        lines += [row(int(k)) for k in order[:limit // 2]]
+        lines.append(f"{'...':>5}  ({len(class_names) - 2 * (limit // 2)} classes between; all in per_class.csv)")
+        lines += [row(int(k)) for k in order[-(limit // 2):]]
     lines.append(f"{'all':>5}  {'':<{width}}  {per_class['num_examples']:>6}  {per_class['accuracy']:>8.4f}")
     return "\n".join(lines)
 
@@ -125,8 +136,11 @@ class Progress:
                               disable=jax.process_index() != 0, mininterval=0.2 if is_tty else min_interval,
                               file=sys.stderr, desc="train")
         self._last_time, self._last_step = time.perf_counter(), initial_step
+        self._bar.set_description("compiling")  # the first step compiles: no ETA to show until it is done
 
     def update(self, step: int) -> None:
+        if self._bar.desc.startswith("compiling"):
+            self._bar.set_description("train", refresh=False)
         self._bar.update(step - self._bar.n)
 
     def show(self, step: int, metrics: Mapping[str, float]) -> float:
