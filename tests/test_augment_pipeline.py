@@ -300,3 +300,9 @@ def test_output_shapes_report_a_pipeline_that_cannot_apply():
     with pytest.raises(ConfigError, match=r"cannot apply it to images of shape \(8, 8, 1\)") as info:
         check_output_shapes(None, transform, (8, 8, 1), 10)
     assert info.value.field == "augment.eval_pipeline"
+
+
+def test_a_pipeline_given_one_key_instead_of_one_per_example_says_so():
+    augment = build_pipeline("flip_lr", 3)
+    with pytest.raises(ValueError, match=r"one PRNG key per example.*got keys \(2,\) and images \(4, 8, 8, 1\)"):
+        augment(jax.random.PRNGKey(0), jnp.zeros((4, 8, 8, 1)), jnp.zeros(4, jnp.int32))

@@ -1,8 +1,9 @@
 """Pure-function, on-device augmentation with per-example and class-conditional strength.
 
-Ops are `op(key, image, **params) -> image` (jit/vmap/shard-safe; parameters may be traced
-per-example values); `build_pipeline` compiles a config string of ops into the function the
-train step calls. See jaxlab/augment/pipeline.py for the pipeline syntax.
+Random per-example ops are `op(key, image, **params) -> image`, deterministic ones `op(image, **params)`, batch
+ops `op(key, images, targets, **params) -> (images, targets)` (all jit/vmap/shard-safe; parameters may be traced
+per-example values); `build_pipeline` compiles a config string of ops into `pipeline(keys, images, labels)`, one
+key per example, the function the train step calls. See jaxlab/augment/pipeline.py for the pipeline syntax.
 """
 
 from jaxlab.augment.ops import (center_crop_and_resize, color_jitter, cutmix, denormalize, grayscale, mixup,

@@ -433,6 +433,11 @@ def build_pipeline(spec, num_classes: int, *, tables: Mapping[str, Any] | None =
     _checked_chunk(examples_per_chunk)  # before any trace
 
     def augment(keys, images, labels):
+        typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)  # jax.random.key(...) arrays: one per key
+        if jnp.ndim(images) != 4 or jnp.ndim(keys) != (1 if typed else 2) or keys.shape[0] != images.shape[0]:
+            raise ValueError(f"an augmentation pipeline takes one PRNG key per example, keys of shape (B, 2) for "
+                             f"images (B, H, W, C); got keys {jnp.shape(keys)} and images {jnp.shape(images)} "
+                             "(split one key: jax.random.split(key, B))")
         class_one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
         targets = class_one_hot
         for segment in segments:
