@@ -212,3 +212,10 @@ def test_confusion_and_affected_check_shapes():
                   **bad}
         with pytest.raises(AssertionError):
             cw.affected_classes(**kwargs)
+
+
+def test_analyze_names_the_argument_with_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"labels must be \(examples,\).*\(10, 1\)"):
+        cw.analyze([0.5, 1.0], np.zeros((10, 1), int), np.zeros((2, 1, 10), int), 3)
+    with pytest.raises(ValueError, match=r"predictions must be \(strengths=2, seeds, examples=10\)"):
+        cw.analyze([0.5, 1.0], np.zeros(10, int), np.zeros((2, 10), int), 3)

@@ -51,6 +51,8 @@ def analyze(strengths: Sequence[float], labels, predictions, num_classes: int, *
     """
     labels = np.asarray(labels)
     predictions = np.asarray(predictions)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be (examples,): one true class per evaluation example, got {labels.shape}")
     if predictions.ndim != 3 or predictions.shape[0] != len(strengths) or predictions.shape[2] != len(labels):
         raise ValueError(f"predictions must be (strengths={len(strengths)}, seeds, examples={len(labels)}), "
                          f"got {predictions.shape}")
