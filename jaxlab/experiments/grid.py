@@ -27,18 +27,12 @@ from jaxlab import parallel
 from jaxlab.errors import WorkdirError
 from jaxlab.train import preemption
 from jaxlab.train.metrics import write_json
-from jaxlab.train.workdir import config_differences
-
-
-def _as_json(config: Any) -> Any:
-    """A config (ConfigDict, dict or any JSON-able value) as plain JSON values."""
-    return json.loads(config.to_json_best_effort(sort_keys=True) if hasattr(config, "to_json_best_effort")
-                      else json.dumps(config, sort_keys=True, default=repr))
+from jaxlab.train.workdir import config_differences, config_json, describe_differences
 
 
 def config_hash(config: Any) -> str:
     """A short hash of a config (ConfigDict, dict or any JSON-able value): the identity of a run's settings."""
-    return hashlib.sha1(json.dumps(_as_json(config), sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha1(json.dumps(config_json(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
 class Grid:
@@ -90,9 +84,7 @@ class Grid:
             with open(path) as f:
                 stored = json.load(f)
             if key is not None and stored.get("config_hash") not in (None, key):
-                changed = config_differences(stored.get("config") or {}, _as_json(config))
-                listed = "; ".join(f"{k}: {json.dumps(a, default=repr)} -> {json.dumps(b, default=repr)}"
-                                   for k, (a, b) in changed.items())
+                listed = describe_differences(config_differences(stored.get("config") or {}, config_json(config)))
                 raise WorkdirError(f"{self.workdir} already holds run {name!r} finished with another config "
                                    f"({listed or 'fields the run does not record'}); use a new --workdir (or "
                                    f"delete {path} to run it again)")
@@ -104,7 +96,7 @@ class Grid:
         record = fn(self.run_dir(name))
         if jax.process_index() == 0:  # one writer on a filesystem shared by the hosts
             write_json(path, {"name": name, "config_hash": key, "record": record,
-                              "config": None if config is None else _as_json(config)})
+                              "config": None if config is None else config_json(config)})
         if not keep_run_dir and jax.process_index() == 0:
             shutil.rmtree(self.run_dir(name), ignore_errors=True)
         self._ran.append(time.perf_counter() - start)

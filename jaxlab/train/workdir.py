@@ -100,12 +100,19 @@ def config_differences(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
             and not any(k == f or k.startswith(f + ".") for f in OBSERVATION_FIELDS)}
 
 
-def _as_json(config) -> dict:
-    return json.loads(config.to_json_best_effort())
+def config_json(config: Any) -> Any:
+    """A config (ConfigDict, dict or any JSON-able value) as plain JSON values, as config.json holds it."""
+    return json.loads(config.to_json_best_effort(sort_keys=True) if hasattr(config, "to_json_best_effort")
+                      else json.dumps(config, sort_keys=True, default=repr))
 
 
 def _show(value) -> str:
     return "(absent)" if not isinstance(value, (str, int, float, bool, list, dict, type(None))) else json.dumps(value)
+
+
+def describe_differences(differences: dict[str, tuple[Any, Any]]) -> str:
+    """"field: old -> new; ..." for `config_differences`' result (the error messages' listing)."""
+    return "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, (a, b) in differences.items())
 
 
 def trained_step(workdir: str) -> int | None:
@@ -128,10 +135,10 @@ def reconcile(workdir: str, config) -> None:
         return
     with open(path) as f:
         stored = json.load(f)
-    differences = config_differences(stored, _as_json(config))
+    differences = config_differences(stored, config_json(config))
     if not differences:
         return
-    listed = "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, (a, b) in differences.items())
+    listed = describe_differences(differences)
     mode = config.on_config_change
     if mode == "extend" and set(differences) <= set(LENGTH_FIELDS):
         if write:
