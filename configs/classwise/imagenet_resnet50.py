@@ -23,8 +23,11 @@ per run on one H100 (the train step alone, measured: benchmarks/README.md; evalu
 input pipeline short of ~12 cores add to it), >= 130 H100-hours for the 24 runs plus 3 intervention runs; on 8
 GPUs each run takes about an hour if the host keeps up. Expected: ~76-77% top-1 at s = 0.08, a few points
 lower at s = 1; ReaL accuracy ~83%; single classes (e.g. barn spider) drop by up to 20 points with strong crops.
+The class hierarchy for the fine-grained category is WordNet's (real_labels.imagenet_class_groups: the largest
+WordNet subtree holding the class and at most 30 of the 1,000 classes, e.g. terrier, hound, feline, snake).
 """
 
+from jaxlab.classwise.real_labels import imagenet_class_groups
 from jaxlab.config import EVAL_FINAL_ONLY
 from jaxlab.experiments import base_config
 
@@ -53,6 +56,7 @@ def get_config():
     config.augment.tables = {"crop_scale": {"default": 1.0}}
     config.sweep.strengths = (0.08, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
     config.sweep.seeds = (0, 1, 2)
+    config.classwise.class_groups = imagenet_class_groups()  # classes in sorted-wnid order, as tfds and ImageFolder
     config.classwise.intervention_pairs = 10
     config.eval_batch_size = 1024
     config.eval_every_steps = EVAL_FINAL_ONLY  # evaluate once, after the last step

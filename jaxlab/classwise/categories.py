@@ -7,7 +7,8 @@ A pair (k, l) is
     co-occurring  if max(P[k, l], P[l, k]) >= cooccurrence_threshold but not ambiguous
                   (one object shows up with the other, one way round),
     fine-grained  if neither, and k and l share a group of the class hierarchy
-                  (CIFAR-100 superclass, a user grouping),
+                  (CIFAR-100 superclass, ImageNet's WordNet group: real_labels.imagenet_class_groups,
+                  a user grouping),
     other         otherwise.
 """
 

@@ -17,18 +17,25 @@ max(...) >= cooccurrence_threshold, fine-grained when neither but k, l share a g
 (`categories.pair_category`). Statistics: images, usable, empty, multi-label (|S_i| > 1), and the
 fraction of usable images whose original label is inside the set (#{usable_i, y_i in S_i} / #usable).
 
+Fine-grained pairs need a class hierarchy: for ImageNet's classes it is the WordNet-derived group of each class
+shipped beside this module (imagenet_wordnet_groups.csv, made by benchmarks/imagenet_wordnet_groups.py: the
+largest WordNet 3.0 subtree holding the class and at most 30 of the 1,000 classes, e.g. terrier, snake, feline);
+`imagenet_class_groups` gives it in the form config.classwise.class_groups takes.
+
 Command (prints the statistics and a table of the top pairs; with --out it writes
 DIR/real_cooccurrence.csv, every ordered pair with P[k, l] >= --min-p (default 0.01), columns
 k,l,name_k,name_l,p_l_given_k,p_k_given_l,n_k,category, and DIR/real_top_pairs.json, the statistics
 and the top --count pairs):
 
     python -m jaxlab.classwise.real_labels --real=$JAXLAB_DATA_DIR/imagenet_real/real.json \\
-        [--names=names.txt] [--out=DIR] [--count=50]
+        [--names=names.txt] [--groups=wordnet|none] [--out=DIR] [--count=50]
 
-Without --names the class names are the WordNet ids, except the twelve classes of the pairs quoted in
-the paper (KNOWN_NAMES: each identified by its measured co-labelling, e.g. P = 0.94 for
-sunglass -> sunglasses, and its standard WordNet id). --wnids / --labels replace tfds's
-validation_labels.txt / labels.txt (any class count; the tests use a 4-class fixture).
+Without --names the class names are the WordNet names of the shipped file (first lemma: "sunglass",
+"sports car"), the WordNet id for a class not in it. --groups=wordnet uses the shipped WordNet groups for
+the fine-grained category (every class must be one of ImageNet's), none uses no hierarchy; by default
+wordnet when every class is one of ImageNet-1k's, none otherwise.
+--wnids / --labels replace tfds's validation_labels.txt / labels.txt (any class count; the tests use a
+4-class fixture).
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ import json
 import os
 import re
 import sys
-from typing import Sequence
+from functools import cache
+from importlib import resources
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -50,18 +59,18 @@ from jaxlab.classwise.metrics import usable_multilabel
 NUM_CLASSES = 1000
 CSV_COLUMNS = ("k", "l", "name_k", "name_l", "p_l_given_k", "p_k_given_l", "n_k", "category")
 
-# Human names for the WordNet ids of the paper's quoted pairs only. Each ordered pair was identified from
-# the data: its measured P(l | k) matches the quoted value (sunglass->sunglasses 0.939, laptop->notebook 0.900,
-# projectile->missile 0.833, tub->bathtub 0.791, sports car->car wheel 0.714, academic gown->mortarboard 0.580)
-# and the reverse direction is different, so the direction fixes which id is which name.
-KNOWN_NAMES = {
-    "n04355933": "sunglass", "n04356056": "sunglasses",
-    "n03642806": "laptop", "n03832673": "notebook",
-    "n04008634": "projectile", "n03773504": "missile",
-    "n04493381": "tub", "n02808440": "bathtub",
-    "n04285008": "sports car", "n02974003": "car wheel",
-    "n02669723": "academic gown", "n03787032": "mortarboard",
-}
+# The WordNet-derived group of each ImageNet-1k class, beside this module (benchmarks/imagenet_wordnet_groups.py).
+WORDNET_GROUPS_FILE = "imagenet_wordnet_groups.csv"
+WORDNET_GROUP_COLUMNS = ("index", "wnid", "name", "group_wnid", "group_name")
+
+
+class WordNetClass(NamedTuple):
+    index: int
+    wnid: str
+    name: str
+    group_wnid: str
+    group_name: str
+
 
 _FORMAT = ("a JSON list with one list of non-negative integer class indices per validation image "
            "(ImageNet ReaL real.json: 50,000 lists, empty lists allowed)")
@@ -155,12 +164,53 @@ def imagenet_validation_labels(wnids_file=None, labels_file=None) -> np.ndarray:
     return np.array([index[w] for w in wnids], np.int64)
 
 
+def parse_wordnet_groups(text: str, source: str = WORDNET_GROUPS_FILE) -> tuple[WordNetClass, ...]:
+    """The rows of a WordNet groups file (WORDNET_GROUP_COLUMNS, one row per class in index order; lines
+    starting with '#' are notes: how the file was made, WordNet's copyright); ValueError naming `source`."""
+    reader = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    if tuple(reader.fieldnames or ()) != WORDNET_GROUP_COLUMNS:
+        raise ValueError(f"{source}: columns {reader.fieldnames}; expected {WORDNET_GROUP_COLUMNS}")
+    classes = tuple(WordNetClass(int(r["index"]), r["wnid"], r["name"], r["group_wnid"], r["group_name"])
+                    for r in reader)
+    if [c.index for c in classes] != list(range(len(classes))):
+        raise ValueError(f"{source}: expected one row per class index 0, 1, 2, ... in order")
+    return classes
+
+
+@cache
+def imagenet_wordnet_classes() -> tuple[WordNetClass, ...]:
+    """The shipped WordNet group of each of ImageNet-1k's 1,000 classes, in class-index order."""
+    classes = parse_wordnet_groups(resources.files(__package__).joinpath(WORDNET_GROUPS_FILE).read_text())
+    if len(classes) != NUM_CLASSES:
+        raise ValueError(f"{WORDNET_GROUPS_FILE}: {len(classes)} classes; expected {NUM_CLASSES}")
+    return classes
+
+
+def imagenet_class_groups(wnids: Sequence[str] | None = None) -> tuple[int, ...]:
+    """Group id of each class of `wnids` (default: ImageNet-1k's 1,000 in class-index order), the form
+    config.classwise.class_groups takes: classes k, l share an id iff they share a WordNet group. Ids number
+    the groups in order of first appearance in the shipped file; any subset or order of ImageNet's wnids works."""
+    classes = imagenet_wordnet_classes()
+    group_ids = {}
+    for c in classes:
+        group_ids.setdefault(c.group_wnid, len(group_ids))
+    group_of = {c.wnid: group_ids[c.group_wnid] for c in classes}
+    wnids = [c.wnid for c in classes] if wnids is None else list(wnids)
+    unknown = [w for w in wnids if w not in group_of]
+    if unknown:
+        raise ValueError(f"{len(unknown)} of the {len(wnids)} classes are not ImageNet-1k WordNet ids "
+                         f"(first: {unknown[0]!r}): no WordNet group for them")
+    return tuple(group_of[w] for w in wnids)
+
+
 def imagenet_class_names(names_file=None, labels_file=None) -> tuple[str, ...]:
     """Class names in class-index order: names_file (one per line, one line per class) if given, else the
-    WordNet ids of labels_file (tfds's labels.txt by default) with KNOWN_NAMES substituted."""
+    WordNet names of the shipped file for the WordNet ids of labels_file (tfds's labels.txt by default),
+    the id itself for a class not in it."""
     wnids = imagenet_wnids(labels_file)
     if names_file is None:
-        return tuple(KNOWN_NAMES.get(w, w) for w in wnids)
+        known = {c.wnid: c.name for c in imagenet_wordnet_classes()}
+        return tuple(known.get(w, w) for w in wnids)
     names = tuple(_read_lines(names_file))
     if len(names) != len(wnids):
         raise ValueError(f"{names_file}: {len(names)} names; expected one name per line for each of the "
@@ -237,6 +287,9 @@ def _parser() -> argparse.ArgumentParser:
                                 description="ImageNet ReaL label statistics and co-labelled class pairs.")
     p.add_argument("--real", required=True, help="ReaL real.json (one list of class indices per val image)")
     p.add_argument("--names", default=None, help="class names, one per line in class-index order")
+    p.add_argument("--groups", choices=("wordnet", "none"), default=None,
+                   help="class hierarchy for the fine-grained category: the shipped WordNet groups, or none "
+                        "(default: wordnet when every class is one of ImageNet-1k's, else none)")
     p.add_argument("--out", default=None, help="folder for real_cooccurrence.csv and real_top_pairs.json "
                                                "(nothing is written without it)")
     p.add_argument("--count", type=int, default=50, help="number of top pairs printed and in the JSON")
@@ -259,22 +312,28 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"{args.real}: {len(real)} label lists but {len(labels)} original labels")
     sets = label_sets_matrix(real, len(names))
     stats = real_statistics(labels, sets)
+    wnids = imagenet_wnids(args.labels)
+    hierarchy = args.groups or ("wordnet" if set(wnids) <= {c.wnid for c in imagenet_wordnet_classes()} else "none")
+    groups = imagenet_class_groups(wnids) if hierarchy == "wordnet" else None
     thresholds = {"symmetric_threshold": args.symmetric_threshold,
                   "cooccurrence_threshold": args.cooccurrence_threshold}
-    top = cooccurrence_report(labels, sets, names, count=args.count, **thresholds)
+    top = cooccurrence_report(labels, sets, names, count=args.count, groups=groups, **thresholds)
 
     print(f"ReaL labels: {args.real}")
     for key, value in stats.items():
         print(f"  {key:<26} {value:.4f}" if isinstance(value, float) else f"  {key:<26} {value}")
-    print(f"\nTop {len(top)} co-labelled pairs, P(l|k) over usable images of k:")
+    described = f"WordNet groups ({len(set(groups))})" if groups else "none"
+    print(f"\nTop {len(top)} co-labelled pairs, P(l|k) over usable images of k; class hierarchy: {described}")
     print(format_table(top))
 
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        every = cooccurrence_report(labels, sets, names, count=None, min_value=args.min_p, **thresholds)
+        every = cooccurrence_report(labels, sets, names, count=None, min_value=args.min_p, groups=groups,
+                                    **thresholds)
         write_csv(os.path.join(args.out, "real_cooccurrence.csv"), every)
         with open(os.path.join(args.out, "real_top_pairs.json"), "w") as f:
-            json.dump({"real": str(args.real), "statistics": stats, **thresholds, "pairs": top}, f, indent=1)
+            json.dump({"real": str(args.real), "statistics": stats, **thresholds, "groups": hierarchy,
+                       "pairs": top}, f, indent=1)
         print(f"\nwrote {len(every)} pairs with P >= {args.min_p} to "
               f"{os.path.join(args.out, 'real_cooccurrence.csv')} and real_top_pairs.json")
     return {"statistics": stats, "pairs": top}
