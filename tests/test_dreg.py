@@ -414,6 +414,54 @@ def test_tiny_study_writes_results(tmp_path):
     assert os.path.getmtime(tmp_path / "runs" / "DReg_bs32_seed0" / "summary.json") == mtime
 
 
+def _plot_results():
+    """Two batch sizes; B2 and DReg with the same curves (as in the committed study); at batch 512 one DReg run
+    diverges after epoch 2 and one before its first evaluation."""
+    def run(method, batch_size, seed, per_epoch, diverged=False):
+        return {"method": method, "batch_size": batch_size, "seed": seed, "final_accuracy": per_epoch[-1],
+                "accuracy_per_epoch": per_epoch, "steps_per_epoch": 4, "epochs_to_target": None,
+                "steps_to_target": None, "mean_step_seconds": 0.1, "diverged": diverged}
+
+    curve = [0.5, 0.65, 0.75]
+    runs = [run(m, b, s, curve) for m in ("B2", "DReg") for b in (32, 512) for s in (0, 1, 2)
+            if (m, b) != ("DReg", 512) or s == 0]
+    runs += [run("DReg", 512, 1, [0.4, 0.3, None], diverged=True),
+             run("DReg", 512, 2, [None, None, None], diverged=True)]
+    return {"methods": ["B2", "DReg"], "batch_sizes": [32, 512], "seeds": [0, 1, 2], "target_accuracy": 0.7,
+            "summary": dreg_study.aggregate(runs, ("B2", "DReg"), (32, 512)), "runs": runs}
+
+
+def test_convergence_plot_shows_coinciding_methods_the_target_and_diverged_runs(tmp_path):
+    fig = dreg_study.plot_convergence(_plot_results(), str(tmp_path / "convergence.png"))
+    assert (tmp_path / "convergence.png").stat().st_size > 0
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["B2", "DReg", "target accuracy 0.7", "diverged run: its last evaluated epoch (0 = none)"]
+    small, large = fig.axes
+    b2, dreg_line = (next(line for line in small.get_lines() if line.get_label() == m) for m in ("B2", "DReg"))
+    np.testing.assert_array_equal(b2.get_ydata(), dreg_line.get_ydata())  # the same curve, both visible:
+    assert dreg_line.zorder > b2.zorder and b2.get_linewidth() > dreg_line.get_linewidth()  # B2 wider, beneath
+    assert b2.get_markersize() > dreg_line.get_markersize() and b2.get_marker() != dreg_line.get_marker()
+    assert b2.get_linestyle() != dreg_line.get_linestyle()
+    assert small.get_title() == "batch 32\nB2 \u2248 DReg (within 0.005)"
+    target = next(line for line in small.get_lines() if list(line.get_ydata()) == [0.7, 0.7])
+    assert list(target.get_xdata()) == [0, 1]  # across the panel
+    assert large.get_title().splitlines()[:2] == ["batch 512", "diverged: DReg 2/3"]
+    flags = [line for line in large.get_lines() if line.get_marker() == "X"]
+    assert [(list(f.get_xdata()), list(f.get_ydata())) for f in flags] == [([2], [0.3]), ([0], [0.03])]
+    assert flags[1].get_transform() != large.transData  # no evaluation: at epoch 0, the panel's foot
+    assert [t.get_text() for t in large.texts] == ["DReg diverged", "DReg diverged"]
+    assert not [line for line in small.get_lines() if line.get_marker() == "X"]
+
+
+def test_mean_curve_ends_where_a_seed_stopped_evaluating():
+    """A diverged seed ends the mean curve: no later epoch averages only the survivors."""
+    summary = {(r["method"], r["batch_size"]): r["accuracy_per_epoch_mean"] for r in _plot_results()["summary"]}
+    assert summary[("B2", 512)] == pytest.approx([0.5, 0.65, 0.75])
+    assert summary[("DReg", 512)] == []  # seed 2 never evaluated
+    assert dreg_study._mean_curve([[0.5, 0.6, 0.7], [0.4, 0.3, None]]) == pytest.approx([0.45, 0.45])
+    assert dreg_study._mean_curve([[0.5, 0.6], [0.4]]) == pytest.approx([0.45])
+
+
 def _without_timing(results: dict) -> dict:
     """results.json without what measures time (step times and the overhead ratios derived from them)."""
     timing = ("mean_step_seconds", "step_time_vs_first_method")

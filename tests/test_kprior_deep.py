@@ -19,7 +19,7 @@ from jaxlab.data import all_examples, from_arrays
 from jaxlab.errors import ConfigError
 from jaxlab.experiments import kprior_deep
 from jaxlab.experiments.kprior_deep import check_deep_config
-from jaxlab.experiments.reports import RECORD_KEYS
+from jaxlab.experiments.reports import RECORD_KEYS, plot_accuracy_vs_memory
 from jaxlab.kprior import (
     MinibatchPrior,
     data_loss,
@@ -212,6 +212,29 @@ def test_tiny_add_data_run_writes_results_and_resumes(tmp_path, capsys):
     kprior_deep.run(config, workdir, dataset=dataset, mesh=mesh)  # resumable: nothing left to train
     assert "test accuracy" not in capsys.readouterr().out
     assert _records(workdir) == records
+
+
+def test_deep_plot_layout_draws_the_memory_free_methods_as_hatched_lines(tmp_path):
+    """The deep tasks in a row; Fine-tuning and Batch (recorded at every fraction) horizontal, hatched apart."""
+    records = [dict(task=task, method=method, memory_fraction=f, seed=0, grad_error=None,
+                    test_accuracy={"kprior": 0.5 + 0.3 * f, "finetune": 0.4, "batch": 0.9}[method])
+               for task in ("continual_multihead", "add_data", "continual")  # plotted in KPRIOR_TASK_TITLES order
+               for method in ("finetune", "kprior", "batch") for f in (0.1, 0.5, 1.0)]
+    figure = plot_accuracy_vs_memory(records, str(tmp_path / "plot.png"))
+    assert [axis.get_title() for axis in figure.axes] == [
+        "add data", "continual (domain-incremental)", "continual (task-incremental, multi-head)"]
+    assert figure.axes[0].get_subplotspec().get_geometry()[:2] == (1, 3)
+    assert [axis.get_xlabel() for axis in figure.axes] == ["memory size (% of past data, log scale)"] + [
+        "memory size (% of each task's data, log scale)"] * 2
+    for axis in figure.axes:
+        np.testing.assert_allclose(axis.get_xticks(), [10, 50, 100])
+        assert sorted(patch.get_hatch() for patch in axis.patches) == ["////", "\\\\\\\\"]
+        flat = {line.get_label(): line.get_ydata() for line in axis.get_lines() if len(line.get_ydata()) == 2}
+        assert list(flat) == ["Fine-tuning (no memory)", "Batch (retraining on all data)"]
+        np.testing.assert_allclose(list(flat.values()), [[40, 40], [90, 90]])
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == [
+        "K-prior", "Fine-tuning (no memory)", "Batch (retraining on all data)",
+        "band: min-max over 1 seed (hatched: no memory)"]
 
 
 def _without_timing(records):

@@ -15,7 +15,7 @@ from sklearn.datasets import dump_svmlight_file
 from jaxlab import kprior
 from jaxlab.errors import ConfigError
 from jaxlab.experiments import kprior_adaptation as experiment
-from jaxlab.experiments.reports import RECORD_KEYS
+from jaxlab.experiments.reports import RECORD_KEYS, plot_accuracy_vs_memory
 from jaxlab.kprior import AdaptationProblem
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs" / "kprior"
@@ -63,6 +63,45 @@ def test_ci_config_writes_every_record_and_the_plot(ci_run):
     assert summary["num_records"] == len(records)
     plot = workdir / "accuracy_vs_memory.png"
     assert plot.is_file() and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _plot_records(tasks=("add_data", "remove_data", "change_regulariser", "change_model")):
+    """Three seeds x memory 2-100% of K-prior (accuracy 0.7 + 0.1 f + 0.01 seed) and Batch (0.9 + 0.01 seed, the
+    same at every fraction, as the experiments record it)."""
+    return [dict(task=task, method=method, memory_fraction=f, seed=seed, grad_error=0.0,
+                 test_accuracy=(0.9 if method == "batch" else 0.7 + 0.1 * f) + 0.01 * seed)
+            for task in tasks for method in ("kprior", "batch") for f in (0.02, 0.05, 0.07, 0.1, 0.2, 0.5, 1.0)
+            for seed in range(3)]
+
+
+def test_accuracy_vs_memory_ticks_the_fractions_and_explains_the_band(tmp_path):
+    figure = plot_accuracy_vs_memory(_plot_records(), str(tmp_path / "plot.png"), title="t")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    axes = [axis for axis in figure.axes if axis.get_visible()]
+    assert len(axes) == 4 and axes[0].get_subplotspec().get_geometry()[:2] == (2, 2)  # four tasks: 2 x 2
+    for axis in axes:
+        np.testing.assert_allclose(axis.get_xticks(), [2, 5, 7, 10, 20, 50, 100])
+        assert [t.get_text() for t in axis.get_xticklabels()] == ["2", "5", "7", "10", "20", "50", "100"]
+        assert len(axis.xaxis.get_minorticklocs()) == 0 and "% of past data" in axis.get_xlabel()
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert labels == ["K-prior", "Batch (retraining on all data)", "band: min-max over 3 seeds (hatched: no memory)"]
+    assert figure.legends[0].get_title().get_text() == "lines: mean over 3 seeds"
+
+
+def test_accuracy_vs_memory_band_is_min_max_and_batch_lies_beneath(tmp_path):
+    axis = plot_accuracy_vs_memory(_plot_records(("add_data",)), str(tmp_path / "plot.png")).axes[0]
+    kprior_line, batch_line = (next(line for line in axis.get_lines() if line.get_label() == label)
+                               for label in ("K-prior", "Batch (retraining on all data)"))
+    np.testing.assert_allclose(kprior_line.get_ydata(), 100 * (0.71 + 0.1 * np.array([2, 5, 7, 10, 20, 50, 100]) / 100))
+    band = axis.collections[0].get_paths()[0].vertices  # the K-prior band: min (seed 0) to max (seed 2), not +- std
+    np.testing.assert_allclose(sorted(set(band[np.isclose(band[:, 0], 2), 1])), [70.2, 72.2], rtol=1e-6)
+    # Batch: constant in memory, a horizontal line over the whole axis at its mean, its hatched band its min-max
+    np.testing.assert_allclose(batch_line.get_ydata(), [91, 91])
+    assert list(batch_line.get_xdata()) == [0, 1] and batch_line.get_transform() != axis.transData
+    (hatched,) = [patch for patch in axis.patches if patch.get_hatch()]
+    np.testing.assert_allclose([hatched.get_y(), hatched.get_y() + hatched.get_height()], [90, 92], rtol=1e-6)
+    assert hatched.get_facecolor()[3] == 0  # an open hatch: the K-prior band shows through it
+    assert max(hatched.zorder, batch_line.zorder) < axis.collections[0].zorder + 1 < kprior_line.zorder
 
 
 def test_full_memory_kprior_is_batch(ci_run):

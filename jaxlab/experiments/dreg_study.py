@@ -24,8 +24,8 @@ run: method, batch_size, seed, final test accuracy, accuracy per epoch, steps pe
 epochs to config.dreg_study.target_accuracy (null if never reached), mean step time, diverged,
 the copies' final cosine; per method and batch size: mean and std over seeds, the step-time
 overhead relative to the first method; the candidate selection), results.md (that summary as a
-table) and convergence.png (test accuracy vs epoch, one panel per batch size, one line per
-method, mean over seeds).
+table) and convergence.png (`plot_convergence`: test accuracy vs epoch, one panel per batch size, one line per
+method, mean over seeds; the target accuracy line, diverged runs flagged, coinciding curves named).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import jax
 import ml_collections
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from jaxlab import data, parallel
 from jaxlab.errors import ConfigError, NonFiniteError
@@ -221,9 +222,19 @@ def _mean_std(values) -> tuple[float | None, float | None]:
     return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
 
 
+def _mean_curve(curves: list[list]) -> list[float]:
+    """Mean over runs of the accuracy per epoch, up to the last epoch that every run evaluated (None: not
+    evaluated, e.g. after the run diverged)."""
+    length = min((len(curve) for curve in curves), default=0)
+    evaluated = next((e for e in range(length) if any(curve[e] is None for curve in curves)), length)
+    return [_mean_std([curve[e] for curve in curves])[0] for e in range(evaluated)]
+
+
 def aggregate(runs: list[dict], methods, batch_sizes) -> list[dict]:
     """Per (method, batch size): mean / std over seeds of final accuracy (finished runs), steps to target
-    (runs that reached it), step time, and the step-time overhead relative to methods[0]."""
+    (runs that reached it), step time, the step-time overhead relative to methods[0], and the accuracy per epoch
+    over all seeds, ending at the last epoch every seed evaluated (a diverged run ends the mean curve, which would
+    otherwise average only the survivors and jump)."""
     rows = []
     for batch_size in batch_sizes:
         base_time = None
@@ -240,9 +251,7 @@ def aggregate(runs: list[dict], methods, batch_sizes) -> list[dict]:
                 "steps_to_target_mean": _mean_std([r["steps_to_target"] for r in group])[0],
                 "mean_step_seconds": step_time,
                 "step_time_vs_first_method": step_time / base_time if step_time and base_time else None,
-                "accuracy_per_epoch_mean": [
-                    _mean_std([r["accuracy_per_epoch"][e] for r in group])[0]
-                    for e in range(max((len(r["accuracy_per_epoch"]) for r in group), default=0))],
+                "accuracy_per_epoch_mean": _mean_curve([r["accuracy_per_epoch"] for r in group]),
             })
     return rows
 
@@ -273,25 +282,76 @@ def format_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_convergence(rows: list[dict], batch_sizes, path: str, target: float) -> None:
-    """Test accuracy vs epoch, a panel per batch size, a line per method (mean over seeds)."""
-    fig = Figure(figsize=(4.5 * len(batch_sizes), 3.6))
-    axes = fig.subplots(1, len(batch_sizes), squeeze=False, sharey=True)
-    for ax, batch_size in zip(axes[0], batch_sizes):
-        for row in (r for r in rows if r["batch_size"] == batch_size):
+# One style per method, in results["methods"] order; later methods are drawn on top with thinner lines and smaller
+# markers, so a curve that coincides with an earlier one leaves that one visible around it.
+METHOD_MARKERS = ("o", "s", "^", "D", "v", "P", "*", "h")
+METHOD_LINE_STYLES = ("-", "--", "-.", ":")
+DIVERGED_MARKER = dict(linestyle="none", marker="X", markersize=11, markeredgecolor="black", markeredgewidth=1.0)
+SAME_CURVE_TOLERANCE = 0.005  # curves this close (accuracy) at every epoch are named together in the panel title
+
+
+def _last_finite_epoch(accuracy_per_epoch) -> tuple[int, float | None]:
+    """(the last epoch with an evaluation, its accuracy), (0, None) for a run with none."""
+    evaluated = [(e + 1, acc) for e, acc in enumerate(accuracy_per_epoch) if acc is not None]
+    return evaluated[-1] if evaluated else (0, None)
+
+
+def plot_convergence(results: dict, path: str) -> Figure:
+    """results.json's test accuracy vs epoch: a panel per batch size, a line per method (mean over seeds, up to
+    the last epoch every seed evaluated), the target accuracy as a labelled horizontal line, an X labelled "diverged" at
+    each diverged run's last evaluated epoch (epoch 0 at the panel's foot when it has none) and the diverged counts
+    in the panel title; methods whose curves agree within SAME_CURVE_TOLERANCE are named there too. Saves to
+    `path`, returns the figure; a committed results.json is redrawn with plot_convergence(json.load(f), path)."""
+    methods, batch_sizes, target = results["methods"], results["batch_sizes"], results["target_accuracy"]
+    last = max(len(methods) - 1, 1)
+    styles = {method: dict(color=f"C{i}", marker=METHOD_MARKERS[i % len(METHOD_MARKERS)], markerfacecolor="none",
+                           markeredgewidth=1.4, linestyle=METHOD_LINE_STYLES[i % len(METHOD_LINE_STYLES)],
+                           linewidth=1.0 + 1.6 * (last - i) / last, markersize=5 + 5 * (last - i) / last, zorder=2 + i)
+               for i, method in enumerate(methods)}
+    fig = Figure(figsize=(4.2 * len(batch_sizes) + 2.6, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(batch_sizes), squeeze=False, sharey=True)[0]
+    handles = {}
+    for ax, batch_size in zip(axes, batch_sizes):
+        curves, diverged = {}, []
+        for row in (r for r in results["summary"] if r["batch_size"] == batch_size and r["num_runs"]):
             curve = row["accuracy_per_epoch_mean"]
             epochs = [e + 1 for e, acc in enumerate(curve) if acc is not None]
-            ax.plot(epochs, [acc for acc in curve if acc is not None], marker="o", markersize=3,
-                    label=f"{row['method']}" + (f" ({row['num_diverged']} diverged)" if row["num_diverged"] else ""))
-        ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+            handles[row["method"]], = ax.plot(epochs, [acc for acc in curve if acc is not None],
+                                              label=row["method"], **styles[row["method"]])
+            curves[row["method"]] = curve
+            if row["num_diverged"]:
+                diverged.append(f"{row['method']} {row['num_diverged']}/{row['num_runs']}")
+        flagged = set()
+        for run in (r for r in results["runs"] if r["batch_size"] == batch_size and r["diverged"]):
+            epoch, accuracy = _last_finite_epoch(run["accuracy_per_epoch"])
+            where = ax.transData if accuracy is not None else ax.get_xaxis_transform()  # y: the panel's foot
+            point, color = (epoch, 0.03 if accuracy is None else accuracy), styles[run["method"]]["color"]
+            ax.plot(*point, transform=where, markerfacecolor=color, zorder=3 + len(methods), **DIVERGED_MARKER)
+            if (run["method"], epoch) not in flagged:
+                ax.annotate(f"{run['method']} diverged", point, xycoords=where, xytext=(8, 5),
+                            textcoords="offset points", fontsize=8, color=color, zorder=4 + len(methods),
+                            bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
+                flagged.add((run["method"], epoch))
+        same = [f"{a} \u2248 {b}" for i, a in enumerate(curves) for b in list(curves)[i + 1:]
+                if len(curves[a]) == len(curves[b]) and all(
+                    x is not None and y is not None and abs(x - y) <= SAME_CURVE_TOLERANCE
+                    for x, y in zip(curves[a], curves[b]))]
+        handles[f"target accuracy {target:g}"] = ax.axhline(target, color="black", linestyle=":", linewidth=1.2,
+                                                            zorder=1)
+        ax.set_title("\n".join([f"batch {batch_size}"]
+                               + ([f"diverged: {', '.join(diverged)}"] if diverged else [])
+                               + ([f"{', '.join(same)} (within {SAME_CURVE_TOLERANCE:g})"] if same
+                                  else [])), fontsize=10)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_title(f"batch {batch_size}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (mean over seeds)")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
+    axes[0].set_ylabel(f"test accuracy (mean over {len(results['seeds'])} seeds)")
+    if any(r["diverged"] for r in results["runs"]):
+        handles["diverged run: its last evaluated epoch (0 = none)"] = Line2D(
+            [], [], markerfacecolor="white", **DIVERGED_MARKER)
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8)
     fig.savefig(path, dpi=120)
+    return fig
 
 
 def _select_candidates(config, grid: Grid, sweep_dataset, mesh, num_epochs) -> dict:
@@ -379,6 +439,5 @@ def _run_grid(config, grid: Grid, workdir: str, main_dataset, sweep_dataset, mes
         with open(os.path.join(workdir, TABLE_FILE), "w") as f:
             f.write(format_table(results))
         if i + 1 == len(cells) or cells[i + 1][2] != seed:  # the plot after each seed's block
-            plot_convergence(rows, tuple(study.batch_sizes), os.path.join(workdir, PLOT_FILE),
-                             study.target_accuracy)
+            plot_convergence(results, os.path.join(workdir, PLOT_FILE))
     return results

@@ -7,11 +7,9 @@ results.json has), `summarize(records)` (test accuracy over seeds per task, meth
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 # ------------------------------------------------------------------------------------ K-prior records
 
@@ -30,9 +28,12 @@ KPRIOR_TASK_TITLES = {
 KPRIOR_METHOD_STYLES = {
     "kprior": ("K-prior", "tab:blue", "o", "-"),
     "replay": ("Replay", "tab:orange", "s", "-"),
-    "finetune": ("Fine-tuning", "tab:gray", None, ":"),
-    "batch": ("Batch (retraining)", "black", None, "--"),
+    "finetune": ("Fine-tuning (no memory)", "tab:gray", None, ":"),
+    "batch": ("Batch (retraining on all data)", "black", None, "--"),
 }
+# Methods that use no memory (recorded at every memory fraction with the same accuracy) -> the hatch of their
+# band: drawn as a horizontal line and a hatched band across the panel, beneath the methods with a memory.
+MEMORY_FREE_HATCHES = {"finetune": "\\\\\\\\", "batch": "////"}
 
 
 def summarize(records: list[dict]) -> dict:
@@ -44,35 +45,61 @@ def summarize(records: list[dict]) -> dict:
             for key, v in groups.items()}
 
 
-def plot_accuracy_vs_memory(records: list[dict], path: str, title: str = "") -> None:
-    """One panel per task: test accuracy against memory size (% of past data, log axis), one line per method
-    (mean over seeds, min-max band); tasks and methods in the orders of KPRIOR_TASK_TITLES / KPRIOR_METHOD_STYLES
-    (others after them, in record order)."""
+def plot_accuracy_vs_memory(records: list[dict], path: str, title: str = "") -> Figure:
+    """One panel per task: test accuracy (%) against memory size (% of past data, log axis ticked at the records'
+    memory fractions), one line per method: the mean over seeds, shaded from the min to the max over seeds.
+    The methods of MEMORY_FREE_HATCHES are horizontal lines over the whole axis, their bands hatched beneath. Tasks
+    and methods in the orders of KPRIOR_TASK_TITLES / KPRIOR_METHOD_STYLES (others after them, in record order).
+    Saves the figure to `path` and returns it."""
     stats = summarize(records)
     present = list(dict.fromkeys(r["task"] for r in records))
     tasks = [t for t in KPRIOR_TASK_TITLES if t in present] + [t for t in present if t not in KPRIOR_TASK_TITLES]
-    figure, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.5 * max(1, len(tasks)), 3.6), squeeze=False)
     methods = list(KPRIOR_METHOD_STYLES) + [m for m in dict.fromkeys(r["method"] for r in records)
                                             if m not in KPRIOR_METHOD_STYLES]
-    for axis, task in zip(axes[0], tasks):
+    num_seeds = len({r["seed"] for r in records})
+    columns = max(1, len(tasks) if len(tasks) <= 3 else -(-len(tasks) // 2))
+    rows = max(1, -(-len(tasks) // columns))
+    figure = Figure(figsize=(4.2 * columns + 2.6, 3.4 * rows), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    axes = grid.ravel()
+    for axis in axes[len(tasks):]:
+        axis.set_visible(False)
+    handles = {}
+    for axis, task in zip(axes, tasks):
         for method in methods:
             label, color, marker, line = KPRIOR_METHOD_STYLES.get(method, (method, None, "^", "-"))
             keys = sorted((key for key in stats if key[:2] == (task, method)), key=lambda key: key[2])
             if not keys:
                 continue
-            x = np.array([100 * key[2] for key in keys])
             mean, _, low, high = (np.array([stats[key][i] for key in keys]) for i in range(4))
-            lines = axis.plot(x, 100 * mean, color=color, marker=marker, linestyle=line, label=label)
-            axis.fill_between(x, 100 * low, 100 * high, color=lines[0].get_color(), alpha=0.2)
+            if method in MEMORY_FREE_HATCHES:
+                band = axis.axhspan(100 * low[-1], 100 * high[-1], facecolor="none", edgecolor=color, alpha=0.4,
+                                    hatch=MEMORY_FREE_HATCHES[method], linewidth=0, zorder=0.5)
+                handles[label] = (band, axis.axhline(100 * mean[-1], color=color, linestyle=line, linewidth=1.3,
+                                                     zorder=1.5, label=label))
+                continue
+            x = np.array([100 * key[2] for key in keys])
+            handles[label], = axis.plot(x, 100 * mean, color=color, marker=marker, linestyle=line, zorder=3,
+                                        label=label)
+            axis.fill_between(x, 100 * low, 100 * high, color=handles[label].get_color(), alpha=0.2, linewidth=0,
+                              zorder=1)
+        percents = sorted({100 * r["memory_fraction"] for r in records if r["task"] == task})
         axis.set_xscale("log")
+        axis.set_xticks(percents, [f"{p:g}" for p in percents])
+        axis.minorticks_off()
         axis.set_title(KPRIOR_TASK_TITLES.get(task, task.replace("_", " ")))
-        axis.set_xlabel("memory size (% of past data)")
+        axis.set_xlabel("memory size (% of each task's data, log scale)" if task.startswith("continual")
+                        else "memory size (% of past data, log scale)")
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
+    for axis in grid[:, 0]:
+        axis.set_ylabel("test accuracy (%)")
     if tasks:
-        axes[0][0].legend(fontsize=8)
+        seeds = f"{num_seeds} seed{'s' * (num_seeds != 1)}"
+        handles[f"band: min-max over {seeds}" + (" (hatched: no memory)" if any(
+            r["method"] in MEMORY_FREE_HATCHES for r in records) else "")] = Patch(facecolor="tab:gray", alpha=0.3)
+        figure.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
+                      title=f"lines: mean over {seeds}", title_fontsize=8)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
