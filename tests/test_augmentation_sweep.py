@@ -5,12 +5,15 @@ import os
 
 import numpy as np
 import pytest
+from matplotlib.container import ErrorbarContainer
 
-from jaxlab import parallel
+from jaxlab import classwise, parallel
+from jaxlab.classwise import intervention
 from jaxlab.config import EVAL_FINAL_ONLY
 from jaxlab.data import synthetic
 from jaxlab.errors import ConfigError, DataError, WorkdirError
 from jaxlab.experiments import augmentation_sweep as sweep
+from jaxlab.experiments import sweep_report
 from jaxlab.experiments import train as train_experiment
 from tests.helpers import blobs_dataset, sigterm_at_batch, tiny_config
 
@@ -111,6 +114,7 @@ def test_sweep_shards_merge(tmp_path):
     ("sweep.seeds", (1, 1), "distinct seeds"),
     ("sweep.parameter", "crop_size", "does not appear in config.augment.pipeline"),
     ("classwise.correction", "holm", "none or bonferroni"),
+    ("classwise.intervention_pairs", 0, "must be >= 1"),
     ("classwise.real_json", "/nonexistent/real.json", "not a file"),
 ])
 def test_bad_sweep_configs_fail_before_training(tmp_path, field, value, message):
@@ -165,3 +169,133 @@ def test_a_sweep_rerun_with_another_config_is_refused_and_a_damaged_predictions_
         f.write(b"not a zip file")
     with pytest.raises(DataError, match=r"strength=1_seed=1.npz is damaged"):
         sweep.run(config, workdir, dataset=_dataset())
+
+
+# ------------------------------------------------------------------ the report, on hand-made predictions
+
+N_PER_CLASS, STRENGTHS = 100, [0.25, 1.0]
+
+
+def _move(predictions, labels, source, target, count):
+    """Predict the first `count` examples of class `source` as `target` (in place)."""
+    predictions[np.flatnonzero(labels == source)[:count]] = target
+
+
+def _report_predictions():
+    """labels (700,) and predictions (S=2, R=3, 700) of _report_inputs."""
+    labels = np.repeat(np.arange(7), N_PER_CLASS)
+    predictions = np.tile(labels, (2, 3, 1))
+    for r in range(3):
+        for source, target, count in ((0, 1, 30), (2, 3, 20), (4, 1, 15), (5, 6, 20)):
+            _move(predictions[0, r], labels, source, target, count)
+        _move(predictions[1, r], labels, 3, 6, 25)
+        _move(predictions[1, r], labels, 6, 5, 5 * r)
+    return labels, predictions
+
+
+def _report_inputs():
+    """7 classes x 100 eval images, 3 identical seeds except class 6 at s = 1, s* = 0.25, intervention_pairs = 1.
+
+    At s*: 0 -> 1 (30 errors), 2 -> 3 (20), 4 -> 1 (15), 5 -> 6 (20); at s = 1: 3 -> 6 (25) and 6 -> 5
+    (0 / 5 / 10 by seed). So 1's false positives grow 0 -> 45 (candidate 1: 0 and 1, treated), 3's 0 -> 20
+    (candidate 2: 2 and 3, over the limit), 6's fall 25 -> 20 (no candidate). Affected: 0, 2, 5, 4.
+    The class-conditional retraining fixes class 0 and costs class 4 five more images (every seed).
+    """
+    labels, predictions = _report_predictions()
+    analysis = classwise.analyze(STRENGTHS, labels, predictions, 7, reference_strength=0.25)
+    candidates = intervention.rank_pairs(STRENGTHS, labels, predictions, 7, best_index=0, num_pairs=1)
+    after = predictions[0].copy()
+    after[:, labels == 0] = 0
+    for r in range(3):
+        _move(after[r], labels, 4, 1, 20)
+    comparison = intervention.compare(labels, predictions[0], after, 7, [0, 1])
+    comparison.update(pairs=[[0, 1]], selection="false_positive_growth", num_pairs=1, candidates=candidates,
+                      weakest_strength=1.0, baseline_strength=0.25, treated_strength=1.0)
+    return analysis, comparison
+
+
+def test_treatment_rows_say_who_was_treated_and_why_and_who_was_not():
+    analysis, comparison = _report_inputs()
+    assert analysis["affected"] == [0, 2, 5, 4]
+    rows = sweep_report.treatment_rows(analysis, comparison)
+    assert [(r["class"], r["is_treated"]) for r in rows] == [(1, True), (0, True), (2, False), (5, False), (4, False)]
+    why = {r["class"]: r["reason"] for r in rows}
+    assert "absorber" in why[1] and "0.0 → 45.0" in why[1] and "+45.0" in why[1]
+    assert "source" in why[0] and "30.0 of 1's 45.0 false positives" in why[0]
+    assert "candidate 2" in why[2] and "intervention_pairs = 1" in why[2]
+    assert "did not grow" in why[5] and "25.0 at s = 1, 20.0 at s* = 0.25" in why[5]
+    assert "paired with 0" in why[4] and "30.0 vs 15.0 from 4" in why[4] and "that pair: treated" in why[4]
+    by_class = {r["class"]: r for r in rows}
+    assert by_class[0]["change"] == pytest.approx(0.3) and by_class[4]["change"] == pytest.approx(-0.05)
+    assert by_class[4]["change_lower"] == by_class[4]["change_upper"] == pytest.approx(-0.05)  # same in every seed
+
+
+def test_treatment_rows_under_the_affected_selection_name_overlapping_pairs():
+    analysis, comparison = _report_inputs()
+    candidates = intervention.rank_pairs(STRENGTHS, *_report_predictions(), 7, best_index=0, selection="affected",
+                                         num_pairs=1, analysis=analysis)
+    assert [(c["source"], c["absorber"], c["status"]) for c in candidates] == [
+        (0, 1, "treated"), (2, 3, "limit"), (5, 6, "limit"), (4, 1, "overlap")]
+    rows = sweep_report.treatment_rows(analysis, {**comparison, "selection": "affected", "candidates": candidates})
+    why = {r["class"]: r["reason"] for r in rows}
+    assert [r["class"] for r in rows] == [0, 1, 2, 5, 4]
+    assert why[0].startswith("candidate 1, source: 0 affected, drop 0.300") and "partner" in why[1]
+    assert "its pair with 1 (candidate 4" in why[4] and "shares a class with a treated pair" in why[4]
+
+
+def test_report_lists_treated_and_untreated_classes_with_their_changes(tmp_path):
+    analysis, comparison = _report_inputs()
+    path = sweep_report.write_report(str(tmp_path), analysis, comparison)
+    report = open(path).read()
+    assert "Treated: 0 and 1. Affected but not treated: 2, 5, 4." in report
+    assert "Treated pairs" not in report  # the old wording read like a fraction
+    assert "| 0 | yes | candidate 1, source" in report and "| +0.300 [+0.300, +0.300] |" in report
+    assert "| 4 | no | its errors go mostly to 1" in report and "| -0.050 [-0.050, -0.050] |" in report
+    assert "set by config.classwise.reference_strength; the best average accuracy is at s = 1" in report
+    for plot in ("average_accuracy.png", "class_accuracy.png", "confusions.png", "intervention.png"):
+        assert f"]({plot})" in report and (tmp_path / plot).stat().st_size > 1000
+
+
+def _errorbar_spans(ax):
+    """Every error bar's (low, high) in the axes."""
+    return [(seg[:, 1].min(), seg[:, 1].max()) for c in ax.containers if isinstance(c, ErrorbarContainer)
+            for seg in c.lines[2][0].get_segments()]
+
+
+def test_accuracy_plots_clip_intervals_and_mark_s_star():
+    analysis, _ = _report_inputs()
+    class_6 = next(r for r in analysis["classes"] if r["class"] == 6)  # 0.95 +- 0.12 at s = 1: clipped at 1
+    for fig in (sweep_report.average_accuracy_figure(analysis),
+                sweep_report.class_accuracy_figure(analysis, [class_6])):
+        ax = fig.axes[0]
+        spans = _errorbar_spans(ax)
+        assert spans and all(0 <= low <= high <= 1 for low, high in spans)
+        assert ax.get_ylim()[1] <= 1.01
+        band = [p for p in ax.patches if p.get_label().startswith("s* = 0.25")]
+        assert len(band) == 1 and band[0].get_zorder() < 1  # the s* band, behind the error bars
+        assert "s* = 0.25" in [t.get_text() for t in ax.texts] and ax.get_ylabel() and ax.get_xlabel()
+    assert max(high for _, high in _errorbar_spans(ax)) == pytest.approx(1.0)  # class 6's upper end, clipped
+
+
+def test_confusions_plot_draws_each_partner_once_with_units():
+    analysis, _ = _report_inputs()
+    shown = [r for r in analysis["classes"] if r["class"] in (0, 4, 2)]  # 0 and 4 both send their errors to 1
+    left, right = sweep_report.confusions_figure(analysis, shown).axes
+    labels = [line.get_label() for line in right.get_lines()]
+    assert labels == ["1 (partner of 0, 4)", "3 (partner of 2)"]
+    np.testing.assert_allclose(right.get_lines()[0].get_ydata(), [45.0, 0.0])
+    assert len(left.get_lines()) == 3 and "rate" in left.get_ylabel() and "false positives" in right.get_ylabel()
+
+
+def test_intervention_plot_shows_changes_of_treated_and_untreated_classes():
+    analysis, comparison = _report_inputs()
+    rows = sweep_report.treatment_rows(analysis, comparison)
+    ax = sweep_report.intervention_figure(rows, comparison["average"], 0.25).axes[0]
+    bars = ax.patches[:len(rows) + 1]
+    np.testing.assert_allclose([b.get_height() for b in bars],
+                               [r["change"] for r in rows] + [comparison["average"]["change"]], atol=1e-12)
+    assert [b.get_hatch() or "" for b in bars] == ["", "", "//", "//", "//", ""]  # untreated affected: hatched
+    assert len({tuple(b.get_facecolor()) for b in bars}) == 3  # treated, untreated, the average
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "0", "2", "5", "4", "average (all classes)"]
+    assert any(np.allclose(line.get_ydata(), 0) for line in ax.get_lines())  # the zero line
+    assert "change" in ax.get_ylabel()

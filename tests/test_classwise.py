@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxlab import classwise as cw
-from jaxlab.classwise import intervention
+from jaxlab.classwise import intervention, metrics
 
 LABELS = np.array([0, 0, 1, 1, 2])
 PREDS = np.array([[0, 1, 1, 1, 0],
@@ -41,6 +41,38 @@ def test_mean_and_ci_is_student_t():
     # t_{0.975, 1} = 12.706; sd of (0.5, 0.7) = 0.1414; half = 12.706 * 0.1414 / sqrt(2) = 1.2706
     np.testing.assert_allclose(half, [1.27062, 0.0], atol=1e-4)
     assert np.isnan(cw.mean_and_ci(np.array([[0.5]]))[1]).all()
+
+
+def test_mean_and_interval_is_the_student_t_interval_clipped_to_the_bounds():
+    values = np.array([[0.8, 0.5, -0.2], [0.9, 0.5, 0.0], [1.0, 0.5, 0.2]])  # 3 seeds (axis 0) x 3 quantities
+    mean, lower, upper = metrics.mean_and_interval(values)
+    # t_{0.975, 2} = 4.3027; column 0: sd 0.1, half = 4.3027 * 0.1 / sqrt(3) = 0.24841 -> [0.65159, 1.14841]
+    np.testing.assert_allclose(mean, [0.9, 0.5, 0.0], atol=1e-12)
+    np.testing.assert_allclose(lower, [0.65159, 0.5, 0.0], atol=1e-5)  # column 2 would reach -0.497: clipped at 0
+    np.testing.assert_allclose(upper, [1.0, 0.5, 0.49682], atol=1e-5)  # column 0 would reach 1.148: clipped at 1
+    _, lower, upper = metrics.mean_and_interval(values, bounds=(-1.0, 1.0))  # a change of accuracy
+    np.testing.assert_allclose([lower[2], upper[0]], [-0.49682, 1.0], atol=1e-5)
+    _, lower, upper = metrics.mean_and_interval(values * 100, bounds=(0.0, np.inf))  # a count
+    np.testing.assert_allclose(upper[0], 114.841, atol=1e-3)
+    assert np.isnan(metrics.mean_and_interval(np.array([[0.5]]))[1]).all()  # one seed: no interval
+
+
+def test_analysis_intervals_are_the_clipped_t_intervals():
+    """analysis.json's intervals (what the report prints and plots) are mean_and_interval's, inside [0, 1]."""
+    strengths, labels, predictions = _planted_sweep(seeds=2)
+    analysis = cw.analyze(strengths, labels, predictions, 4)
+    accuracy = cw.per_class_accuracy(labels, predictions, 4)
+    mean, lower, upper = metrics.mean_and_interval(accuracy, axis=1)
+    np.testing.assert_allclose(analysis["per_class_accuracy"]["lower"], lower)
+    np.testing.assert_allclose(analysis["per_class_accuracy"]["upper"], upper)
+    assert (mean + cw.mean_and_ci(accuracy, axis=1)[1] > 1).any()  # unclipped, some interval passes 1 ...
+    for key in ("average_accuracy", "per_class_accuracy"):  # ... clipped, none does
+        assert np.min(analysis[key]["lower"]) >= 0 and np.max(analysis[key]["upper"]) <= 1
+    curves = next(r for r in analysis["classes"] if r["class"] == 0)["curves"]
+    assert all(lo <= m <= hi for lo, m, hi in zip(curves["partner_false_positives_lower"],
+                                                   curves["partner_false_positives"],
+                                                   curves["partner_false_positives_upper"]))
+    assert min(analysis["false_positives"]["lower"][0]) >= 0
 
 
 def _planted_sweep(seed=0, seeds=4, n_per_class=200):
@@ -128,16 +160,39 @@ def test_categories_on_a_fixture():
     assert cw.top_pairs(colabel, count=3) == [(0, 1, 1.0), (2, 3, 1.0), (1, 0, 0.5)]
 
 
+def _treated_pairs(candidates):
+    return [(c["source"], c["absorber"]) for c in candidates if c["status"] == "treated"]
+
+
 def test_intervention_selects_both_classes_of_the_pair_by_false_positive_growth():
     strengths, labels, predictions = _planted_sweep()
-    pairs = intervention.select_pairs(strengths, labels, predictions, 4, best_index=0, num_pairs=2)
+    candidates = intervention.rank_pairs(strengths, labels, predictions, 4, best_index=0, num_pairs=2)
+    pairs = _treated_pairs(candidates)
     assert pairs[0] == (0, 1)  # class 1 absorbs class 0's errors under strong crops
     assert all(len(set(p)) == 2 for p in pairs) and len({k for p in pairs for k in p}) == 2 * len(pairs)
     table = intervention.intervention_table([0, 1], 4, treated_strength=1.0, default_strength=0.08)
     assert table == [1.0, 1.0, 0.08, 0.08]
     analysis = cw.analyze(strengths, labels, predictions, 4)
-    assert intervention.select_pairs(strengths, labels, predictions, 4, best_index=0, selection="affected",
-                                     analysis=analysis) == [(0, 1)]
+    affected = intervention.rank_pairs(strengths, labels, predictions, 4, best_index=0, selection="affected",
+                                       analysis=analysis)
+    assert _treated_pairs(affected) == [(0, 1)] and affected[0]["drop"] == analysis["classes"][0]["drop"]
+
+
+def test_rank_pairs_says_why_a_candidate_is_not_treated():
+    """By hand (one seed, s = 1 predicts perfectly): at s* = 0.25 class 0 sends 2 errors to 1 and 1 to 3, class 2
+    sends 1 to 1, class 3 sends 1 to 2. False-positive growth: 1 +3, 2 +1, 3 +1 (ties keep class order)."""
+    labels = np.array([0, 0, 0, 0, 1, 2, 2, 3, 3])
+    strong = np.array([1, 1, 3, 0, 1, 1, 2, 2, 3])
+    predictions = np.stack([strong, labels])[:, None, :]  # (S=2, R=1, N)
+    candidates = intervention.rank_pairs([0.25, 1.0], labels, predictions, 4, best_index=0, num_pairs=1)
+    assert [(c["source"], c["absorber"], c["rank"], c["status"]) for c in candidates] == [
+        (0, 1, 1, "treated"),  # 1 absorbs 2 of its 3 false positives from 0
+        (3, 2, 2, "limit"),    # intervention_pairs = 1 is reached
+        (0, 3, 3, "overlap")]  # class 0 is already treated: pairs share no class
+    assert candidates[0]["growth"] == 3 and candidates[0]["false_positives"] == [0.0, 3.0]
+    assert candidates[0]["errors_absorbed"] == 2
+    wider = intervention.rank_pairs([0.25, 1.0], labels, predictions, 4, best_index=0, num_pairs=2)
+    assert [c["status"] for c in wider] == ["treated", "treated", "overlap"]
 
 
 def test_intervention_compare_pairs_seeds():
@@ -146,7 +201,8 @@ def test_intervention_compare_pairs_seeds():
     treated = np.array([[0, 0, 1, 1], [0, 1, 1, 1]])   # class 0 accuracy 1.0, 0.5
     result = intervention.compare(labels, baseline, treated, 2, [0])
     assert result["treated"] == [0] and sorted(result["per_class"]) == [0, 1]  # untreated classes reported too
-    assert result["per_class"][0]["change"] == pytest.approx(0.5) and result["per_class"][0]["change_ci"] == 0
+    assert result["per_class"][0]["change"] == pytest.approx(0.5)
+    assert result["per_class"][0]["change_lower"] == result["per_class"][0]["change_upper"] == pytest.approx(0.5)
     assert result["per_class"][1]["change"] == 0
     assert result["average"]["change"] == pytest.approx(0.25)
     assert result["per_class"][1]["false_positives_baseline"] == 1.5

@@ -17,9 +17,11 @@ from jaxlab.classwise import affected as affected_lib
 from jaxlab.classwise import categories, confusion, metrics
 
 
-def _mean_ci(values) -> dict[str, list]:
-    mean, half = metrics.mean_and_ci(values, axis=1)
-    return {"mean": np.asarray(mean).tolist(), "ci": np.asarray(half).tolist()}
+def _seed_summary(values, bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, list]:
+    """Seed means (axis 1) and their 95% Student-t interval clipped to `bounds` (metrics.mean_and_interval):
+    the numbers report.md prints and its plots draw."""
+    mean, lower, upper = metrics.mean_and_interval(values, axis=1, bounds=bounds)
+    return {"mean": np.asarray(mean).tolist(), "lower": np.asarray(lower).tolist(), "upper": np.asarray(upper).tolist()}
 
 
 def per_class_rows(strengths: Sequence[float], seeds: Sequence[int], labels, predictions, num_classes: int,
@@ -66,15 +68,15 @@ def analyze(strengths: Sequence[float], labels, predictions, num_classes: int, *
         "num_seeds": int(predictions.shape[1]),
         "class_names": class_names,
         "n": n.tolist(),
-        "average_accuracy": _mean_ci(average),
-        "per_class_accuracy": _mean_ci(accuracy),
-        "false_positives": _mean_ci(metrics.false_positives(labels, predictions, num_classes)),
+        "average_accuracy": _seed_summary(average),
+        "per_class_accuracy": _seed_summary(accuracy),
+        "false_positives": _seed_summary(metrics.false_positives(labels, predictions, num_classes), (0.0, np.inf)),
     }
     ml_accuracy, colabel = None, None
     if label_sets is not None:
         ml_accuracy = metrics.per_class_multilabel_accuracy(labels, predictions, label_sets, num_classes)
-        result["multilabel_average_accuracy"] = _mean_ci(metrics.multilabel_accuracy(predictions, label_sets))
-        result["per_class_multilabel_accuracy"] = _mean_ci(ml_accuracy)
+        result["multilabel_average_accuracy"] = _seed_summary(metrics.multilabel_accuracy(predictions, label_sets))
+        result["per_class_multilabel_accuracy"] = _seed_summary(ml_accuracy)
         colabel = categories.colabel_matrix(labels, label_sets, num_classes)
     if reference_strength is not None and reference_strength not in strengths:
         raise ValueError(f"reference_strength={reference_strength} is not one of the strengths {list(strengths)}")

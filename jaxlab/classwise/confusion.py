@@ -11,7 +11,7 @@ from __future__ import annotations
 import chex
 import numpy as np
 
-from jaxlab.classwise.metrics import mean_and_ci
+from jaxlab.classwise.metrics import mean_and_interval
 
 
 def _check_square(confusion: np.ndarray, ranks) -> None:
@@ -37,15 +37,18 @@ def confusion_partner(confusions, k: int, *, at: int) -> int:
 
 
 def partner_curves(confusions, k: int, partner: int) -> dict[str, list]:
-    """Per strength (seed mean and CI half-width): c_k(partner), FP_partner, and the pair's joint accuracy."""
+    """Per strength: c_k(partner), FP_partner and the pair's joint accuracy, each as seed means with their
+    95% Student-t interval clipped to the quantity's range (`<name>_lower`, `<name>_upper`)."""
     confusions = np.asarray(confusions, np.float64)
     _check_square(confusions, 4)  # (S, R, K, K)
     rates = confusion_rates(confusions)
     fp = confusions[..., :, partner].sum(axis=-1) - confusions[..., partner, partner]  # (S, R)
     curves = {}
-    for name, values in (("confusion_rate", rates[..., k, partner]), ("partner_false_positives", fp),
-                         ("pair_accuracy", rates[..., k, k] + rates[..., k, partner])):
-        mean, half = mean_and_ci(values, axis=1)
+    for name, values, bounds in (("confusion_rate", rates[..., k, partner], (0.0, 1.0)),
+                                 ("partner_false_positives", fp, (0.0, np.inf)),
+                                 ("pair_accuracy", rates[..., k, k] + rates[..., k, partner], (0.0, 1.0))):
+        mean, lower, upper = mean_and_interval(values, axis=1, bounds=bounds)
         curves[name] = np.asarray(mean).tolist()
-        curves[f"{name}_ci"] = np.asarray(half).tolist()
+        curves[f"{name}_lower"] = np.asarray(lower).tolist()
+        curves[f"{name}_upper"] = np.asarray(upper).tolist()
     return curves

@@ -107,3 +107,15 @@ def mean_and_ci(values, axis: int = 0, confidence: float = 0.95) -> tuple[np.nda
         t = stats.t.ppf((1 + confidence) / 2, np.maximum(count - 1, 1))
         half = np.where(count > 1, t * sd / np.sqrt(count), np.nan)
     return mean, half
+
+
+def mean_and_interval(values, axis: int = 0, confidence: float = 0.95,
+                      bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over `axis` (the seeds) and its Student-t interval clipped to `bounds`: (mean, lower, upper).
+
+    lower, upper = clip(mean -+ half, *bounds) with half from `mean_and_ci`. With R = 2 seeds
+    t_{0.975, 1} = 12.7, so an accuracy interval easily passes 1: clipped to what the quantity can take
+    ([0, 1] for an accuracy, [-1, 1] for a change of accuracy, [0, inf) for a count). NaN for fewer than 2 values.
+    """
+    mean, half = mean_and_ci(values, axis=axis, confidence=confidence)
+    return mean, np.clip(mean - half, *bounds), np.clip(mean + half, *bounds)

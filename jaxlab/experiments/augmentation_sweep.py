@@ -98,6 +98,9 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     if cw.intervention_selection not in intervention_lib.SELECTIONS:
         raise ConfigError("classwise.intervention_selection",
                           f"{cw.intervention_selection!r}: choose one of {intervention_lib.SELECTIONS}")
+    if cw.intervention_pairs < 1:
+        raise ConfigError("classwise.intervention_pairs", f"must be >= 1 (pairs to treat), got "
+                          f"{cw.intervention_pairs}; set classwise.intervention=False for no intervention")
     if not 0 < cw.intervention_strength <= 1:
         raise ConfigError("classwise.intervention_strength", "must be in (0, 1]")
     if cw.real_json and not os.path.isfile(cw.real_json):
@@ -261,15 +264,21 @@ def _train_and_analyse(config, grid: Grid, dataset, mesh, runs, mine, label_sets
 
 
 def _intervene(config, grid: Grid, dataset, mesh, strengths, seeds, labels, predictions, analysis):
-    """Retrain every seed with the per-class table (raises Preempted if SIGTERM stopped a run)."""
+    """Retrain every seed with the per-class table (raises Preempted if SIGTERM stopped a run). The returned
+    comparison (intervention.json) keeps every candidate pair with its status, so the report can say why each
+    affected class was or was not treated."""
     cw, workdir = config.classwise, grid.workdir
     best = analysis["reference_index"]
-    pairs = intervention_lib.select_pairs(strengths, labels, predictions, dataset.num_classes, best_index=best,
-                                          selection=cw.intervention_selection, num_pairs=cw.intervention_pairs,
-                                          analysis=analysis)
+    candidates = intervention_lib.rank_pairs(strengths, labels, predictions, dataset.num_classes, best_index=best,
+                                             selection=cw.intervention_selection, num_pairs=cw.intervention_pairs,
+                                             analysis=analysis)
+    pairs = [[c["source"], c["absorber"]] for c in candidates if c["status"] == "treated"]
+    selection = dict(selection=cw.intervention_selection, num_pairs=cw.intervention_pairs, candidates=candidates,
+                     weakest_strength=max(strengths), baseline_strength=strengths[best],
+                     treated_strength=cw.intervention_strength)
     if not pairs:
         grid.log("intervention: no class to treat (no false-positive growth / no affected class)")
-        return {"pairs": [], "treated": []}
+        return {"pairs": [], "treated": [], **selection}
     treated = sorted({k for pair in pairs for k in pair})
     table = intervention_lib.intervention_table(treated, dataset.num_classes,
                                                 treated_strength=cw.intervention_strength,
@@ -284,7 +293,6 @@ def _intervene(config, grid: Grid, dataset, mesh, strengths, seeds, labels, pred
         raise ValueError("the intervention runs were evaluated on different labels than the sweep")
     comparison = intervention_lib.compare(labels, predictions[best], treated_predictions, dataset.num_classes,
                                           treated)
-    comparison.update(pairs=[list(p) for p in pairs], table=table,
-                      baseline_strength=strengths[best], treated_strength=cw.intervention_strength)
+    comparison.update(pairs=pairs, table=table, **selection)
     write_json(os.path.join(workdir, "intervention.json"), comparison)
     return comparison
