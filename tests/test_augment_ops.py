@@ -297,6 +297,106 @@ def test_cutmix_pastes_the_partner_box_and_weights_by_its_area():
     assert clipped > 0
 
 
+def _tiny_batch():
+    """Three 2x2 one-channel images with every pixel of image b equal to 10 b + pixel number, one-hot targets."""
+    images = 10.0 * jnp.arange(3.0)[:, None, None, None] + jnp.arange(4.0).reshape(1, 2, 2, 1)
+    return images, jax.nn.one_hot(jnp.arange(3), 3)
+
+
+def test_mixup_or_cutmix_given_lam_and_box_by_hand():
+    """Partner of example i is example 2 - i. Mixup at lam = 0.25: image 0 = 0.25 [0, 1, 2, 3] + 0.75 [20, 21, 22,
+    23]. CutMix with the box rows [0, 2) x columns [1, 2) (the right column, half the area): the partner's right
+    column pasted, targets 0.5 / 0.5 whatever lam was drawn."""
+    images, targets = _tiny_batch()
+    mixed, mixed_targets = ops._mixup_or_cutmix(images, targets, False, 0.25, jnp.array([0, 0]), jnp.array([0, 0]))
+    np.testing.assert_allclose(mixed[0, :, :, 0], [[15.0, 16.0], [17.0, 18.0]], rtol=1e-6)
+    np.testing.assert_allclose(mixed[1, :, :, 0], [[10.0, 11.0], [12.0, 13.0]], rtol=1e-6)  # the middle: itself
+    np.testing.assert_allclose(mixed_targets, [[0.25, 0, 0.75], [0, 1, 0], [0.75, 0, 0.25]], rtol=1e-6)
+    pasted, pasted_targets = ops._mixup_or_cutmix(images, targets, True, 0.9, jnp.array([0, 1]), jnp.array([2, 2]))
+    chex.assert_trees_all_equal(pasted[0, :, :, 0], jnp.array([[0.0, 21.0], [2.0, 23.0]]))
+    chex.assert_trees_all_equal(pasted[2, :, :, 0], jnp.array([[20.0, 1.0], [22.0, 3.0]]))
+    np.testing.assert_allclose(pasted_targets, [[0.5, 0, 0.5], [0, 1, 0], [0.5, 0, 0.5]], rtol=1e-6)
+
+
+def test_cutmix_box_is_timms_rand_bbox():
+    """lam = 0.75 on 8x8: sides int(8 sqrt(0.25)) = 4, rows [cy - 2, cy + 2) clipped; lam = 0.5 on 5x5: sides
+    int(5 sqrt(0.5)) = 3, rows [cy - 1, cy + 2) (timm's (h + 1) // 2 after the centre); lam = 1: an empty box."""
+    for key in _keys(8):
+        centre = np.asarray(jax.random.randint(key, (2,), 0, np.array([8, 8])))
+        start, stop = ops._cutmix_box(key, 0.75, 8, 8)
+        np.testing.assert_array_equal(start, np.clip(centre - 2, 0, 8))
+        np.testing.assert_array_equal(stop, np.clip(centre + 2, 0, 8))
+        centre = np.asarray(jax.random.randint(key, (2,), 0, np.array([5, 5])))
+        start, stop = ops._cutmix_box(key, 0.5, 5, 5)
+        np.testing.assert_array_equal(start, np.clip(centre - 1, 0, 5))
+        np.testing.assert_array_equal(stop, np.clip(centre + 2, 0, 5))
+        start, stop = ops._cutmix_box(key, 1.0, 8, 8)
+        np.testing.assert_array_equal(stop - start, [0, 0])
+
+
+def test_label_smoothing_values():
+    """timm's mixup_target smoothing on one-hot rows: off = s / K, on = 1 - s + s / K (K = 4, s = 0.1: 0.025, 0.925)."""
+    smoothed = ops._smooth_labels(jax.nn.one_hot(jnp.array([2, 0]), 4), 0.1)
+    np.testing.assert_allclose(smoothed, [[0.025, 0.025, 0.925, 0.025], [0.925, 0.025, 0.025, 0.025]], rtol=1e-6)
+    np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-6)
+
+
+# one compiled mixup_cutmix for the tests below: (N,) keys, one (mixup_alpha, cutmix_alpha, switch_prob,
+# label_smoothing, mix_prob) row per key, the same batch of three random 16x16 images
+_mixup_cutmix = jax.jit(jax.vmap(lambda k, p, x, y: ops.mixup_cutmix(k, x, y, mixup_alpha=p[0], cutmix_alpha=p[1],
+                                                                     switch_prob=p[2], label_smoothing=p[3],
+                                                                     mix_prob=p[4]), in_axes=(0, 0, None, None)))
+
+
+def _mixup_cutmix_runs(n, *params, seed=0):
+    """(images, outputs (n, 3, 16, 16, 1), targets (n, 3, 3), kind per run, lam of example 0 per run) where kind
+    is 'none' (unchanged), 'cutmix' (every pixel its own or its partner's) or 'mixup', and lam is read off the
+    image: the pasted area's complement, or the blend weight (least squares)."""
+    images, targets = _images(3, 16, 16, 1), jax.nn.one_hot(jnp.arange(3), 3)
+    out, mixed = jax.device_get(_mixup_cutmix(_keys(n, seed), jnp.broadcast_to(jnp.asarray(params, jnp.float32),
+                                                                               (n, 5)), images, targets))
+    images = np.asarray(images)
+    own, partner = out == images, out == images[::-1]
+    kinds = np.where(np.all(own, axis=(1, 2, 3, 4)), "none",
+                     np.where(np.all(own | partner, axis=(1, 2, 3, 4)), "cutmix", "mixup"))
+    difference = images[0] - images[2]
+    blend = np.sum((out[:, 0] - images[2]) * difference, axis=(1, 2, 3)) / np.sum(difference ** 2)
+    lam = np.where(kinds == "mixup", blend, np.mean(own[:, 0], axis=(1, 2, 3)))
+    return images, out, mixed, kinds, lam
+
+
+def test_mixup_cutmix_switch_and_apply_frequencies():
+    """switch_prob = 0.3: CutMix in 30% of the mixed batches; mix_prob = 0.6: 40% of batches unchanged (binomial,
+    4 standard deviations; an empty 16x16 box, lam > 1 - 1/256, has probability 1/256 and is neglected)."""
+    n = 2000
+    kinds = _mixup_cutmix_runs(n, 0.8, 1.0, 0.3, 0.0, 0.6)[3]
+    unchanged, cut = np.mean(kinds == "none"), np.mean(kinds == "cutmix")
+    assert abs(unchanged - 0.4) < 4 * np.sqrt(0.4 * 0.6 / n), unchanged
+    assert abs(cut - 0.6 * 0.3) < 4 * np.sqrt(0.18 * 0.82 / n), cut
+    assert np.all(_mixup_cutmix_runs(100, 0.8, 0.0, 0.5, 0.0, 1.0)[3] == "mixup")  # cutmix off: always mixup
+    assert np.all(_mixup_cutmix_runs(100, 0.0, 1.0, 0.5, 0.0, 1.0)[3] == "cutmix")  # mixup off: always cutmix
+
+
+def test_mixup_cutmix_targets_are_smoothed_then_mixed():
+    """mix_prob = 0: images unchanged, targets exactly smoothed (0.9 + 0.1 / 3 and 0.1 / 3). Mixed batches: each
+    target is lam on(y) + (1 - lam) on(y') with the smoothed rows, lam read off the image (mixup: the blend;
+    CutMix: the area left), rows summing to 1."""
+    images, out, targets, _, _ = _mixup_cutmix_runs(8, 0.8, 1.0, 0.5, 0.1, 0.0)
+    chex.assert_trees_all_equal(out, np.broadcast_to(images, out.shape))
+    np.testing.assert_allclose(targets, np.broadcast_to(0.1 / 3 + 0.9 * np.eye(3), targets.shape), rtol=1e-6)
+    _, _, targets, kinds, lam = _mixup_cutmix_runs(64, 0.8, 1.0, 0.5, 0.1, 1.0, seed=1)
+    assert {"mixup", "cutmix"} <= set(kinds)
+    np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
+    expected = 0.1 / 3 + 0.9 * np.stack([lam, np.zeros_like(lam), 1 - lam], axis=-1)
+    np.testing.assert_allclose(targets[:, 0], expected, atol=1e-5)
+
+
+def test_mixup_lam_follows_beta():
+    """Mixup only (cutmix_alpha = 0): lam read off example 0's blend is Beta(0.8, 0.8) (KS test)."""
+    lam = _mixup_cutmix_runs(2000, 0.8, 0.0, 0.5, 0.0, 1.0, seed=2)[4]
+    assert stats.kstest(lam, stats.beta(0.8, 0.8).cdf).pvalue > 1e-3
+
+
 # ---------------------------------------------------------------- eager and jitted (chex.variants)
 
 class PureOpsTest(chex.TestCase):

@@ -117,6 +117,22 @@ def test_same_keys_same_output_and_mixup_targets():
     assert np.any((a_targets > 0) & (a_targets < 1)), "mixup must mix labels"
 
 
+@pytest.mark.parametrize("spec", ["mixup(alpha=0.4)", "cutmix(alpha=1.0)", "mixup_cutmix(switch_prob=0.5)"])
+def test_batch_ops_mix_within_each_device_shard(spec):
+    """Under jit(shard_map) over 8 devices (the train step's setting) a batch op mixes each device's shard of 4
+    with itself, with that shard's first key: the same as the pipeline run on each shard alone."""
+    augment = build_pipeline("flip_lr|" + spec, 5)
+    mesh = parallel.make_mesh(8)
+    sharded = parallel.data_parallel(augment, mesh, in_specs=(parallel.BATCH,) * 3, out_specs=parallel.BATCH)
+    images = jax.random.uniform(jax.random.PRNGKey(5), (32, 6, 6, 3))
+    labels, keys = jnp.arange(32) % 5, _keys(32, seed=6)
+    out, targets = sharded(keys, images, labels)
+    per_shard = [jax.jit(augment)(keys[i:i + 4], images[i:i + 4], labels[i:i + 4]) for i in range(0, 32, 4)]
+    chex.assert_trees_all_close((out, targets), jax.tree.map(lambda *xs: jnp.concatenate(xs), *per_shard),
+                                rtol=1e-6, atol=1e-6)
+    assert np.any((np.asarray(targets) > 0.1) & (np.asarray(targets) < 0.9)), "the targets must be mixed"
+
+
 @pytest.mark.parametrize("chunk", [3])  # 10 = 3 chunks of 3 + a remainder of 1
 def test_chunked_examples_match_one_vmap(chunk):
     """Running the per-example stages over chunks (lax.map) gives the vmapped result, remainder included."""
@@ -197,6 +213,17 @@ def test_class_conditional_pipeline_in_train_step_is_device_count_invariant(tmp_
     ("center_crop(size=8, crop_ratio=1.5)", r"center_crop: crop_ratio=1.5 is invalid"),
     ("mixup(alpha=0)", r"mixup: alpha=0 is invalid: must be > 0"),
     ("cutmix(alpha=-1.0)", r"cutmix: alpha=-1.0 is invalid: must be > 0"),
+    ("mixup_cutmix(mixup_alpha=0, cutmix_alpha=0)", r"mixup_cutmix: mixup_alpha=0 is invalid: mixup_alpha or "
+                                                    r"cutmix_alpha must be > 0"),
+    ("mixup_cutmix(cutmix_alpha=0, mixup_alpha=0.0)", r"mixup_alpha or cutmix_alpha must be > 0"),
+    ("mixup_cutmix(mixup_alpha=-0.2)", r"mixup_cutmix: mixup_alpha=-0.2 is invalid: must be >= 0"),
+    ("mixup_cutmix(cutmix_alpha='a')", r"mixup_cutmix: cutmix_alpha='a' is invalid: must be a number"),
+    ("mixup_cutmix(switch_prob=1.5)", r"mixup_cutmix: switch_prob=1.5 is invalid: must be in \[0, 1\]"),
+    ("mixup_cutmix(mix_prob=-0.1)", r"mixup_cutmix: mix_prob=-0.1 is invalid: must be in \[0, 1\]"),
+    ("mixup_cutmix(label_smoothing=1.0)", r"mixup_cutmix: label_smoothing=1.0 is invalid: must be in \[0, 1\)"),
+    ("mixup_cutmix(label_smoothing=-0.1)", r"mixup_cutmix: label_smoothing=-0.1 is invalid"),
+    ("mixup_cutmix(alpha=1.0)", r"mixup_cutmix has no parameter 'alpha'; its parameters are mixup_alpha, "
+                                r"cutmix_alpha, switch_prob, label_smoothing, mix_prob"),
     ("flip_lr(p=table([0.5, float('nan'), 0.5]))", r"is not a literal"),
     ("flip_lr(p=table([0.5, 1e999, 0.5]))", r"per-class table values must be finite.*class 1"),
 ])
@@ -261,6 +288,8 @@ def test_unknown_parameter_lists_the_op_parameters():
     "flip_lr(p=0)|flip_ud(p=1)|grayscale(p=1.0)",
     "color_jitter(brightness=0, contrast=1.5, saturation=0.4, hue=0.5)",
     "normalize(mean=0.5, std=(0.2, 0.3, 0.4))|mixup(alpha=0.2)|cutmix(alpha=1)",
+    "mixup_cutmix",
+    "mixup_cutmix(mixup_alpha=0)|mixup_cutmix(cutmix_alpha=0, switch_prob=1, label_smoothing=0, mix_prob=0)",
     "center_crop(size=8, crop_ratio=1)",
 ])
 def test_valid_boundary_parameters_build(spec):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxlab.augment.rrc import random_resized_crop, rrc_params
+from jaxlab.augment.rrc import random_resized_crop, resample_window, rrc_params
 from jaxlab.data.jpeg import crop_window
 
 N = 20_000
@@ -188,8 +188,9 @@ def test_window_resized_to_its_own_size_is_an_exact_slice():
 
 
 def test_upsampled_window_of_a_ramp_is_the_ramp_at_the_mapped_centres():
-    """Output centre i + 1/2 samples input row top + (i + 1/2) h/out_h - 1/2 (clamped to the image);
-    bilinear interpolation of a ramp is the ramp there."""
+    """Output centre i + 1/2 samples input row top + (i + 1/2) h/out_h - 1/2 clamped to the WINDOW's rows
+    [top, top + h - 1] (crop then resize: the window's edge is the image's edge); bilinear interpolation of
+    a ramp is the ramp there."""
     height, width = 24, 20
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     image = np.stack([2.0 * rows + 0.5 * cols, -rows + 3.0 * cols + 7.0], axis=-1).astype(np.float32)
@@ -197,8 +198,8 @@ def test_upsampled_window_of_a_ramp_is_the_ramp_at_the_mapped_centres():
     for key in _keys(6, 4):
         top, left, h, w = (int(x) for x in _params(key, height, width, scale, ratio))
         assert (h, w) == (12, 10)
-        y = np.clip(top + (np.arange(size[0]) + 0.5) * h / size[0] - 0.5, 0, height - 1)[:, None]
-        x = np.clip(left + (np.arange(size[1]) + 0.5) * w / size[1] - 0.5, 0, width - 1)[None, :]
+        y = np.clip(top + (np.arange(size[0]) + 0.5) * h / size[0] - 0.5, top, top + h - 1)[:, None]
+        x = np.clip(left + (np.arange(size[1]) + 0.5) * w / size[1] - 0.5, left, left + w - 1)[None, :]
         expected = np.stack([2.0 * y + 0.5 * x, -y + 3.0 * x + 7.0], axis=-1)
         np.testing.assert_allclose(_crop(key, image, size=size, scale=scale, ratio=ratio), expected, atol=1e-4)
 
@@ -225,14 +226,13 @@ def test_vmapped_crop_with_per_example_scale():
     assert np.all(np.abs(np.asarray(out[1::2] - whole[1::2])).reshape(8, -1).max(axis=1) > 1e-2)
 
 
-def _dense_crop(key, image, size, scale, antialias):
-    """The definition: one dense jax.image.scale_and_translate of the rrc_params window."""
+def _crop_then_resize(key, image, size, scale, antialias):
+    """The definition: slice the rrc_params window, then jax.image.resize it (bilinear, antialiased when shrinking
+    if antialias), eagerly, one example at a time (static slices)."""
     out_h, out_w = (size, size) if np.ndim(size) == 0 else size
-    top, left, h, w = rrc_params(key, image.shape[0], image.shape[1], scale)
-    zoom = jnp.array([out_h, out_w], jnp.float32) / jnp.stack([h, w]).astype(jnp.float32)
-    shift = -jnp.stack([top, left]).astype(jnp.float32) * zoom
-    return jax.image.scale_and_translate(image, (out_h, out_w, image.shape[2]), (0, 1), zoom, shift,
-                                         method="linear", antialias=antialias)
+    top, left, h, w = (int(v) for v in _params(key, image.shape[0], image.shape[1], scale))
+    window = image[top:top + h, left:left + w]
+    return jax.image.resize(window, (out_h, out_w, image.shape[2]), "linear", antialias=antialias)
 
 
 @pytest.mark.parametrize("shape,size,antialias", [
@@ -241,18 +241,61 @@ def _dense_crop(key, image, size, scale, antialias):
     ((20, 24, 3), (40, 30), True),    # magnified, non-square
     ((32, 32, 3), (20, 40), False),   # shrinking rows without antialiasing: still 2 taps
     ((32, 32, 3), 20, True),          # antialiased shrink: the dense path
+    ((32, 32, 3), (20, 32), True),    # rows dense, columns 2 taps
 ])
-def test_equals_dense_scale_and_translate_under_vmap(shape, size, antialias):
-    """Per-example traced s_lo (1, 0.5, 0.08 cycling; 1 puts the window on the image's edges): every
-    crop equals the dense scale_and_translate of its window."""
-    n = 12
+def test_equals_resize_of_the_sliced_window_under_vmap(shape, size, antialias):
+    """Per-example traced s_lo (1, 0.5, 0.08 cycling; 1 puts the window on the image's edges): every crop
+    equals jax.image.resize of its window sliced out (torchvision's resized_crop: crop, then resize). Tolerance:
+    both compute float32 sample coordinates up to the image size in different orders, each rounded to about
+    size * 6e-8, which moves the weights by as much (1.5e-5 seen at 224 px, also against float64)."""
+    n = 6
     images = jax.random.uniform(jax.random.PRNGKey(10), (n, *shape))
-    s_lo = jnp.resize(jnp.array([1.0, 0.5, 0.08]), n)
+    s_lo = np.resize(np.array([1.0, 0.5, 0.08], np.float32), n)
     fast = jax.jit(jax.vmap(lambda k, x, s: random_resized_crop(k, x, size=size, scale=(s, 1.0),
                                                                 antialias=antialias)))
-    dense = jax.jit(jax.vmap(lambda k, x, s: _dense_crop(k, x, size, (s, 1.0), antialias)))
-    np.testing.assert_allclose(fast(_keys(11, n), images, s_lo), dense(_keys(11, n), images, s_lo),
-                               rtol=0, atol=5e-7)
+    out = fast(_keys(11, n), images, s_lo)
+    for key, image, s, crop in zip(_keys(11, n), images, s_lo, out):
+        np.testing.assert_allclose(crop, _crop_then_resize(key, image, size, (float(s), 1.0), antialias),
+                                   rtol=0, atol=2e-7 * max(shape))
+
+
+@pytest.mark.parametrize("size", [32, 20, (12, 40)])
+def test_pixels_outside_the_window_do_not_matter(size):
+    """Replacing every pixel outside the crop's window by 1e6 changes no output value (the window's edge is the
+    image's edge; on the 2-tap and on the dense path)."""
+    image = jax.random.uniform(jax.random.PRNGKey(16), (32, 32, 3))
+    crop = jax.jit(lambda k, x: random_resized_crop(k, x, size=size, scale=(0.08, 0.5)))
+    for key in _keys(17, 6):
+        top, left, h, w = (int(v) for v in _params(key, 32, 32, (0.08, 0.5)))
+        walled = jnp.full_like(image, 1e6).at[top:top + h, left:left + w].set(image[top:top + h, left:left + w])
+        out = crop(key, walled)
+        assert float(out.max()) <= 1.0
+        chex.assert_trees_all_equal(out, crop(key, image))
+
+
+def test_resample_window_by_hand():
+    """A column [1000, 10, 20, 30, 40, -1000] (the +-1000 rows lie outside every window: they must weigh 0).
+    Window [10, 20] (rows 1..2) magnified to 4 (fewer than the image's 6 rows: the dense path): centres 0.25, 0.75,
+    1.25, 1.75, samples -0.25 .. 1.25 clamped to [0, 1]: 10, 12.5, 17.5, 20; to 8 (the 2-tap path): samples
+    -0.375 .. 1.375 in steps of 0.25. Window [10, 20, 30, 40] shrunk to 2: triangles of half-width 2 at centres
+    1 and 3, weights (3, 3, 1, 0) / 7 and (0, 1, 3, 3) / 7; without antialiasing (2 taps) samples 0.5 and 2.5:
+    15 and 35. reverse: the same outputs in reverse order; columns like rows."""
+    column = jnp.array([1000.0, 10.0, 20.0, 30.0, 40.0, -1000.0])
+    image = jnp.stack([column, 2 * column], axis=1)[:, :, None]  # (6, 2, 1)
+    magnified = resample_window(image, 0, 1, 2, 4)  # window rows 1..2: [10, 20]
+    np.testing.assert_allclose(magnified[:, 0, 0], [10.0, 12.5, 17.5, 20.0], rtol=1e-6)
+    np.testing.assert_allclose(magnified[:, 1, 0], [20.0, 25.0, 35.0, 40.0], rtol=1e-6)
+    np.testing.assert_allclose(resample_window(image, 0, 1, 2, 8)[:, 0, 0],
+                               [10.0, 10.0, 11.25, 13.75, 16.25, 18.75, 20.0, 20.0], rtol=1e-6)
+    shrunk = resample_window(image, 0, 1, 4, 2)
+    np.testing.assert_allclose(shrunk[:, 0, 0], [(30 + 60 + 30) / 7, (20 + 90 + 120) / 7], rtol=1e-6)
+    plain = resample_window(image, 0, 1, 4, 2, antialias=False)  # 2 taps at samples 0.5 and 2.5
+    np.testing.assert_allclose(plain[:, 0, 0], [15.0, 35.0], rtol=1e-6)
+    rows = jnp.swapaxes(image, 0, 1)  # the same along columns, reversed
+    np.testing.assert_allclose(resample_window(rows, 1, 1, 4, 2, reverse=True)[0, :, 0], shrunk[::-1, 0, 0],
+                               rtol=1e-6)
+    np.testing.assert_allclose(resample_window(rows, 1, 1, 2, 4, reverse=True)[0, :, 0], [20.0, 17.5, 12.5, 10.0],
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape,size,antialias", [((32, 32, 3), 32, True), ((32, 32, 3), 20, True)])

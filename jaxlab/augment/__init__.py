@@ -7,8 +7,8 @@ key per example, the function the train step calls. See jaxlab/augment/pipeline.
 """
 
 from jaxlab.augment.ops import (center_crop_and_resize, color_jitter, cutmix, denormalize, grayscale, mixup,
-                                normalize, pad_and_random_crop, random_flip_left_right, random_flip_up_down,
-                                random_grayscale)
+                                mixup_cutmix, normalize, pad_and_random_crop, random_flip_left_right,
+                                random_flip_up_down, random_grayscale)
 from jaxlab.augment.pipeline import (OPS, PerClass, PipelineError, build_eval_transform, build_pipeline,
                                      check_output_shapes, check_stage, examples_per_chunk_for, parse_pipeline,
                                      per_class_table)
@@ -16,8 +16,7 @@ from jaxlab.augment.rrc import random_resized_crop, rrc_params
 
 __all__ = [
     "OPS", "PerClass", "PipelineError", "build_eval_transform", "build_pipeline", "center_crop_and_resize",
-    "check_output_shapes", "check_stage",
-    "color_jitter", "cutmix", "denormalize", "examples_per_chunk_for", "grayscale", "mixup", "normalize",
-    "pad_and_random_crop", "parse_pipeline", "per_class_table", "random_flip_left_right", "random_flip_up_down",
-    "random_grayscale", "random_resized_crop", "rrc_params",
+    "check_output_shapes", "check_stage", "color_jitter", "cutmix", "denormalize", "examples_per_chunk_for",
+    "grayscale", "mixup", "mixup_cutmix", "normalize", "pad_and_random_crop", "parse_pipeline", "per_class_table",
+    "random_flip_left_right", "random_flip_up_down", "random_grayscale", "random_resized_crop", "rrc_params",
 ]

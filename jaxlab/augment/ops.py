@@ -3,8 +3,13 @@
 Per-example ops are `op(key, image, **params) -> image` on one (H, W, C) image; the pipeline
 vmaps them over the batch. Every numeric parameter may be a traced scalar (a per-example
 strength), so parameters only enter through jnp.where / masks; sizes and paddings that set
-array shapes are static Python ints. Deterministic ops take no key. Batch ops (mixup, cutmix)
-take the local batch and its (B, K) soft targets and mix both.
+array shapes are static Python ints. Deterministic ops take no key. Batch ops take the local
+batch and its (B, K) soft targets and mix both, pairing example i with example B - 1 - i (the
+batch reversed, timm's batch mode; torchvision v2's MixUp / CutMix pair with the batch rolled by one):
+- mixup: every image blended with its partner, one lam ~ Beta(alpha, alpha) per batch.
+- cutmix: one box per batch (timm's rand_bbox) pasted from the partner, labels weighted by its area
+  (torchvision v2's box sides differ: 2 int(W sqrt(1 - lam) / 2), even).
+- mixup_cutmix: timm's Mixup(mode="batch"): mixup or cutmix per batch (switch_prob), label smoothing.
 
 Input ranks are checked with chex (static shapes, so also under jit and vmap): a per-example op
 given a batch would otherwise flip or crop the wrong axes silently.
@@ -16,6 +21,8 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxlab.augment.rrc import resample_window
 
 # torchvision's tensor rgb_to_grayscale (also inside its adjust_saturation / adjust_contrast, which the device ops
 # mirror): 0.2989 for red, where PIL's convert("L") (ITU-R 601-2) uses 0.299.
@@ -194,27 +201,25 @@ def denormalize(image: jax.Array, *, mean, std) -> jax.Array:
 
 
 def center_crop_and_resize(image: jax.Array, *, size: int, crop_ratio: float = 0.875) -> jax.Array:
-    """ImageNet evaluation: torchvision Resize(round(size / crop_ratio)) then CenterCrop(size).
+    """ImageNet evaluation: torchvision Resize(round(size / crop_ratio)) then CenterCrop(size), float32.
 
     The shorter side becomes S = round(size / crop_ratio), the longer int(S * long / short)
-    (torchvision's truncation); bilinear with antialiasing. The crop starts at
-    round((resized - size) / 2) on each axis. Computed as one scale_and_translate straight to the
-    size x size window (resize and crop in one, the discarded border is never interpolated).
+    (torchvision's truncation), by `resample_window` over the whole image (torch's antialiased
+    bilinear); the crop starts at round((resized - size) / 2) on each axis. Each axis is cut
+    right after it is resized, so the column pass only sees the kept rows.
     """
     if not 0 < crop_ratio <= 1:
         raise ValueError(f"crop_ratio must be in (0, 1], got {crop_ratio}")
     chex.assert_rank(image, 3)
-    height, width, channels = image.shape
+    height, width, _ = image.shape
     short = round(size / crop_ratio)
     if height <= width:
         new_height, new_width = short, int(short * width / height)
     else:
         new_height, new_width = int(short * height / width), short
     top, left = round((new_height - size) / 2), round((new_width - size) / 2)
-    return jax.image.scale_and_translate(
-        image, (size, size, channels), (0, 1),
-        scale=jnp.array([new_height / height, new_width / width], jnp.float32),
-        translation=jnp.array([-top, -left], jnp.float32), method="bilinear", antialias=True)
+    rows = resample_window(image.astype(jnp.float32), 0, 0, height, new_height)[top:top + size]
+    return resample_window(rows, 1, 0, width, new_width)[:, left:left + size]
 
 
 def _mix_weight(key: jax.Array, alpha) -> jax.Array:
@@ -230,37 +235,90 @@ def _check_batch(images: jax.Array, targets: jax.Array) -> None:
     chex.assert_equal_shape_prefix([images, targets], 1)
 
 
+def _mix_with_reversed(images: jax.Array, targets: jax.Array, image_weight, lam) -> tuple[jax.Array, jax.Array]:
+    """x_i = w x_i + (1 - w) x_{B-1-i} with w = image_weight (a scalar or an (H, W, 1) map),
+    y_i = lam y_i + (1 - lam) y_{B-1-i}: example i's partner is the batch reversed (timm's batch mode)."""
+    return ((image_weight * images + (1.0 - image_weight) * images[::-1]).astype(images.dtype),
+            (lam * targets + (1.0 - lam) * targets[::-1]).astype(targets.dtype))
+
+
+def _cutmix_box(key: jax.Array, lam, height: int, width: int) -> tuple[jax.Array, jax.Array]:
+    """timm's rand_bbox: sides (int(H sqrt(1 - lam)), int(W sqrt(1 - lam))), centre (cy, cx) uniform over the
+    pixels, rows [cy - h // 2, cy + (h + 1) // 2) (columns likewise) clipped to the image. (start, stop), (2,) each."""
+    sides = jnp.array([height, width])
+    box = jnp.floor(sides * jnp.sqrt(1.0 - lam)).astype(jnp.int32)
+    centre = jax.random.randint(key, (2,), 0, sides)
+    return jnp.clip(centre - box // 2, 0, sides), jnp.clip(centre + (box + 1) // 2, 0, sides)
+
+
+def _cutmix_weights(start: jax.Array, stop: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array]:
+    """The box [start, stop) as an (H, W, 1) image weight (0 inside: the partner's pixels, 1 outside) and the
+    label weight it implies, lam = 1 - box area / (H W) (timm's correct_lam)."""
+    rows, cols = jnp.arange(height), jnp.arange(width)
+    inside = (((rows >= start[0]) & (rows < stop[0]))[:, None] & ((cols >= start[1]) & (cols < stop[1]))[None, :])
+    return jnp.where(inside, 0.0, 1.0)[:, :, None], 1.0 - jnp.prod(stop - start) / (height * width)
+
+
+def _mixup_or_cutmix(images: jax.Array, targets: jax.Array, use_cutmix, lam, start, stop):
+    """timm's Mixup._mix_batch given its draw: with use_cutmix, paste the partner's box [start, stop) (rows, columns)
+    and mix the targets by the box's area; otherwise blend images and targets with lam."""
+    box_weight, box_lam = _cutmix_weights(start, stop, images.shape[1], images.shape[2])
+    return _mix_with_reversed(images, targets, jnp.where(use_cutmix, box_weight, lam),
+                              jnp.where(use_cutmix, box_lam, lam))
+
+
+def _smooth_labels(targets: jax.Array, smoothing) -> jax.Array:
+    """(1 - smoothing) y + smoothing / K on (B, K) targets: on a one-hot row, timm's on value 1 - smoothing +
+    smoothing / K and off value smoothing / K (optax.smooth_labels' formula; smoothing may be traced)."""
+    return ((1.0 - smoothing) * targets + smoothing / targets.shape[-1]).astype(targets.dtype)
+
+
 def mixup(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=0.2) -> tuple[jax.Array, jax.Array]:
     """mixup (Zhang et al. 2018): x = lam x + (1 - lam) x', y likewise, one lam ~ Beta(alpha, alpha) per batch.
 
-    The partner x' of example i is example B - 1 - i (the batch reversed, as timm): no gather and
-    no extra randomness; with odd B the middle example is mixed with itself. alpha = 0: identity
-    (a pipeline requires alpha > 0: leave the op out instead).
+    Partner x' of example i: example B - 1 - i (the batch reversed, as timm; torchvision v2's MixUp
+    pairs with the batch rolled by one); no gather and no extra randomness; with odd B the middle
+    example is mixed with itself. alpha = 0: identity (a pipeline requires alpha > 0: leave the op out instead).
     """
     _check_batch(images, targets)
     lam = _mix_weight(key, alpha)
-    return ((lam * images + (1.0 - lam) * images[::-1]).astype(images.dtype),
-            (lam * targets + (1.0 - lam) * targets[::-1]).astype(targets.dtype))
+    return _mix_with_reversed(images, targets, lam, lam)
 
 
 def cutmix(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=1.0) -> tuple[jax.Array, jax.Array]:
     """CutMix (Yun et al. 2019): paste the partner's box into every image, one box per batch.
 
-    lam ~ Beta(alpha, alpha); the box is floor(H sqrt(1 - lam)) x floor(W sqrt(1 - lam)), its rows
-    [cy - h // 2, cy - h // 2 + h) (columns likewise) with centre (cy, cx) uniform over the pixels,
-    clipped to the image. Targets use the clipped box: lam' = 1 - box_area / (H W), y = lam' y + (1 - lam') y'.
-    Partner: the batch reversed (as mixup). alpha = 0: identity.
+    lam ~ Beta(alpha, alpha); the box is timm's rand_bbox (`_cutmix_box`): sides floor(H sqrt(1 - lam))
+    x floor(W sqrt(1 - lam)) around a uniform centre, clipped to the image. Targets use the clipped box:
+    lam' = 1 - box_area / (H W), y = lam' y + (1 - lam') y'. Partner: the batch reversed (as timm;
+    torchvision v2's CutMix pairs with the batch rolled by one, and its box sides are
+    2 int(W sqrt(1 - lam) / 2) x 2 int(H sqrt(1 - lam) / 2), even). alpha = 0: identity.
     """
     _check_batch(images, targets)
+    lam_key, box_key = jax.random.split(key)
     _, height, width, _ = images.shape
-    lam_key, centre_key = jax.random.split(key)
-    sides = jnp.array([height, width])
-    box = jnp.floor(sides * jnp.sqrt(1.0 - _mix_weight(lam_key, alpha))).astype(jnp.int32)
-    centre = jax.random.randint(centre_key, (2,), 0, sides)
-    start = jnp.clip(centre - box // 2, 0, sides)
-    stop = jnp.clip(centre - box // 2 + box, 0, sides)
-    rows, cols = jnp.arange(height), jnp.arange(width)
-    mask = (((rows >= start[0]) & (rows < stop[0]))[:, None] & ((cols >= start[1]) & (cols < stop[1]))[None, :])
-    lam = 1.0 - jnp.prod(stop - start) / (height * width)
-    return (jnp.where(mask[None, :, :, None], images[::-1], images),
-            (lam * targets + (1.0 - lam) * targets[::-1]).astype(targets.dtype))
+    box_weight, lam = _cutmix_weights(*_cutmix_box(box_key, _mix_weight(lam_key, alpha), height, width), height, width)
+    return _mix_with_reversed(images, targets, box_weight, lam)
+
+
+def mixup_cutmix(key: jax.Array, images: jax.Array, targets: jax.Array, *, mixup_alpha=0.8, cutmix_alpha=1.0,
+                 switch_prob=0.5, label_smoothing=0.1, mix_prob=1.0) -> tuple[jax.Array, jax.Array]:
+    """timm's Mixup(mode="batch", correct_lam=True): mixup OR CutMix per batch, with label smoothing.
+
+    With probability mix_prob the batch is mixed: CutMix with probability switch_prob when both alphas
+    are > 0 (only the one whose alpha is > 0 otherwise), lam ~ Beta(alpha, alpha) of the chosen one,
+    the CutMix box timm's rand_bbox and lam corrected to its clipped area; otherwise lam = 1 (no mix).
+    Targets: _smooth_labels(y, label_smoothing) (timm's mixup_target on one-hot y) mixed with lam.
+    Partner: the batch reversed, as timm. Defaults: the DeiT recipe's settings of timm's Mixup.
+    The pipeline passes one-hot targets, so this smoothing is timm's. Smoothing commutes with the mix
+    (an affine map of rows that sum to 1), so it equals training.label_smoothing (optax's, in the
+    loss) with 0 here: use one of the two, both would smooth twice. Parameters may be traced.
+    """
+    _check_batch(images, targets)
+    apply_key, switch_key, mixup_key, cutmix_key, box_key = jax.random.split(key, 5)
+    mixup_on, cutmix_on = jnp.asarray(mixup_alpha) > 0, jnp.asarray(cutmix_alpha) > 0
+    use_cutmix = jnp.where(mixup_on & cutmix_on, jax.random.uniform(switch_key) < switch_prob, cutmix_on)
+    lam = jnp.where(use_cutmix, _mix_weight(cutmix_key, cutmix_alpha), _mix_weight(mixup_key, mixup_alpha))
+    lam = jnp.where(jax.random.uniform(apply_key) < mix_prob, lam, 1.0)
+    start, stop = _cutmix_box(box_key, lam, images.shape[1], images.shape[2])
+    return _mixup_or_cutmix(images, _smooth_labels(targets, label_smoothing), use_cutmix, lam, start, stop)

@@ -5,7 +5,9 @@
 compiles to `augment(keys, images, labels) -> (images, targets)`, run inside the jitted,
 data-parallel train step: per-example ops are vmapped over the local batch with
 keys[i] = fold_in(fold_in(rng, step), index[i]) (each stage folds in its position),
-batch ops (mixup, cutmix) see the device's whole shard and mix the soft targets.
+batch ops (mixup, cutmix, mixup_cutmix) see the device's whole shard and mix the (B, K) targets, one-hot
+until a batch op mixes them (so mixup_cutmix's label smoothing is timm's; training.label_smoothing would
+smooth them once more in the loss).
 `rrc|flip_lr` runs as one stage, the flip folded into the crop's sampling grid (no second pass).
 
 Class-conditional parameters: any numeric parameter (or element of a tuple parameter)
@@ -17,9 +19,10 @@ works on batch-sharded arrays in every sharding mode; no gather).
 Parameters are checked when a pipeline is parsed, before anything is traced (`check_stage`): an unknown or
 missing parameter, or a value outside torchvision's range (rrc scale/ratio (lo, hi) with 0 < lo <= hi,
 probabilities in [0, 1], color_jitter magnitudes >= 0 and hue in [0, 0.5], normalize std > 0, mixup/cutmix
-alpha > 0, ...; every value of a per-class table included) is a PipelineError naming the op, the parameter,
-the value and the valid range. `check_output_shapes` checks that the train pipeline outputs what the eval
-transform feeds the model (jax.eval_shape, nothing compiled).
+alpha > 0, mixup_cutmix alphas >= 0 with one > 0 and label_smoothing in [0, 1), ...; every value of a per-class
+table included) is a PipelineError naming the op, the parameter, the value and the valid range.
+`check_output_shapes` checks that the train pipeline outputs what the eval transform feeds the model
+(jax.eval_shape, nothing compiled).
 """
 
 from __future__ import annotations
@@ -97,15 +100,18 @@ class Checker:
         return found
 
     def number(self, param: str, value, *, low: float, high: float | None = None, low_open: bool = False,
-               table: bool = True) -> np.ndarray:
-        """A number (or every value of a per-class table) >= low (> low with low_open) and <= high if given."""
+               high_open: bool = False, table: bool = True) -> np.ndarray:
+        """A number (or every value of a per-class table) >= low (> low with low_open) and <= high if given
+        (< high with high_open)."""
         found = self.values(param, value, table=table)
-        bad = ((found <= low) if low_open else (found < low)) | ((found > high) if high is not None else False)
+        bad = (found <= low) if low_open else (found < low)
+        if high is not None:
+            bad |= (found >= high) if high_open else (found > high)
         if bad.any():
             if high is None:
                 interval = f"{'>' if low_open else '>='} {low:g}"
             else:
-                interval = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+                interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
             k = int(np.argmax(bad))
             where = f" (class {k}: {found[k]:g})" if isinstance(value, PerClass) else ""
             self.fail(param, value, f"must be {interval}{where}")
@@ -211,6 +217,23 @@ def _check_mix(params, check: Checker) -> None:
         check.number("alpha", params["alpha"], low=0.0, low_open=True)
 
 
+def _check_mixup_cutmix(params, check: Checker) -> None:
+    """timm's Mixup: alphas >= 0, at least one > 0 (0 turns that mix off); probabilities in [0, 1]; smoothing
+    in [0, 1) (training.label_smoothing's range)."""
+    defaults = inspect.signature(ops.mixup_cutmix).parameters
+    alphas = {name: params.get(name, defaults[name].default) for name in ("mixup_alpha", "cutmix_alpha")}
+    for name, value in alphas.items():
+        check.number(name, value, low=0.0)
+    if all(value == 0 for value in alphas.values()):
+        check.fail("mixup_alpha", alphas["mixup_alpha"], "mixup_alpha or cutmix_alpha must be > 0 (both are 0: "
+                   "nothing would be mixed; leave the op out instead)")
+    for name in ("switch_prob", "mix_prob"):
+        if name in params:
+            check.number(name, params[name], low=0.0, high=1.0)
+    if "label_smoothing" in params:
+        check.number("label_smoothing", params["label_smoothing"], low=0.0, high=1.0, high_open=True)
+
+
 OPS = Registry("augmentation op", "augment.pipeline")
 for _names, _op in [
     (("rrc", "random_resized_crop"), Op(rrc.random_resized_crop, EXAMPLE, check=_check_rrc)),
@@ -224,6 +247,7 @@ for _names, _op in [
                                                    check=_check_center_crop)),
     (("mixup",), Op(ops.mixup, BATCH, check=_check_mix)),
     (("cutmix",), Op(ops.cutmix, BATCH, check=_check_mix)),
+    (("mixup_cutmix",), Op(ops.mixup_cutmix, BATCH, check=_check_mixup_cutmix)),
 ]:
     for _name in _names:
         OPS.register(_name)(_op)

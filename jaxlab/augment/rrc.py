@@ -6,6 +6,9 @@ the first draw with 0 < w <= W and 0 < h <= H is taken, with top ~ U{0..H-h}, le
 If none fits, a centred crop of the whole image clipped to the ratio range:
     W/H < r_lo: (h, w) = (round(W/r_lo), W);  W/H > r_hi: (h, w) = (H, round(H*r_hi));  else (H, W),
 with top = (H-h)//2, left = (W-w)//2. round is round-half-to-even, as Python's.
+
+Resize (torchvision's `resized_crop`: crop, then resize): the window alone is resampled, bilinear and
+antialiased when shrinking, exactly as torch's interpolate of the sliced window (`resample_window`).
 """
 
 from __future__ import annotations
@@ -49,62 +52,89 @@ def random_resized_crop(key, image, *, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 
                         flip_p=None):
     """Crop the rrc_params(key, H, W, scale, ratio) window of an (H, W, C) image and resize it to `size`.
 
-    Bilinear scale_and_translate semantics (antialiased when shrinking, like torchvision): with pixel
-    centres at i + 1/2, output coordinate y' = (y - top) * out_h/h (scale out_h/h, translation
-    -top*out_h/h), so the window [top, top+h) maps onto [0, out_h) (likewise for columns). Unlike
-    crop-then-resize, output pixels at the window's border also weigh image pixels just outside it
-    (within the kernel's reach), where the image has them.
+    torchvision's `resized_crop(image, top, left, h, w, size, antialias)` (bilinear) on float tensors:
+    crop, then resize, so the window's edges act as the image's edges (`resample_window`, per axis).
+    The window is traced (per example under vmap) while shapes are static, so the crop is not sliced:
+    taps outside the window get weight 0 and the remaining weights are renormalised.
 
-    When no crop can be shrunk (output >= image size on both axes, e.g. 32 -> 32 or 224 -> 224, since
-    a crop is never larger than the image), or antialias is off, the kernel has 2 taps per axis and
-    `_linear_resample_rows` computes the same values as jax.image.scale_and_translate without its
-    dense (out x in) weight matrices: a row gather, a transpose, a row gather, a transpose back.
-    Otherwise (a crop may be shrunk with antialiasing) scale_and_translate itself runs.
+    An axis that is never shrunk (output >= image size, e.g. 32 -> 32 or 224 -> 224, since a crop is
+    never larger than the image), or any axis with antialias off, has 2 taps per output pixel: a row
+    gather (`_linear_resample_rows`), no dense (out x in) weight matrix. An axis that may be shrunk
+    with antialiasing takes the dense weights (`_window_weights`) in one matmul.
 
     flip_p (may be traced): also mirror the output's columns with probability flip_p, i.e. exactly
     random_flip_left_right(k2, random_resized_crop(k1, image, ...), p=flip_p) with k1, k2 =
-    split(key). On the 2-tap path the flip reverses the column sample coordinates, so it costs
-    nothing (a separate flip is another full pass over the image). Returns float32 (out_h, out_w, C).
+    split(key). The flip reverses the columns' sample coordinates, so it costs nothing (a separate
+    flip is another full pass over the image). Returns float32 (out_h, out_w, C).
     """
     chex.assert_rank(image, 3)  # one (H, W, C) image: vmap it over a batch
     out_h, out_w = (size, size) if np.ndim(size) == 0 else tuple(size)
-    height, width, channels = image.shape
     flip = False
     if flip_p is not None:
         key, flip_key = jax.random.split(key)
         flip = jax.random.uniform(flip_key) < flip_p
-    top, left, h, w = rrc_params(key, height, width, scale, ratio)
-    zoom = jnp.array([out_h, out_w], jnp.float32) / jnp.stack([h, w]).astype(jnp.float32)
-    shift = -jnp.stack([top, left]).astype(jnp.float32) * zoom
-    image = image.astype(jnp.float32)
-    if antialias and (out_h < height or out_w < width):
-        out = jax.image.scale_and_translate(image, (out_h, out_w, channels), (0, 1), zoom, shift,
-                                            method="linear", antialias=True)
-        return jnp.where(flip, jnp.flip(out, 1), out)
-    rows = _linear_resample_rows(image, zoom[0], shift[0], out_h)
-    return jnp.swapaxes(_linear_resample_rows(jnp.swapaxes(rows, 0, 1), zoom[1], shift[1], out_w, flip), 0, 1)
+    top, left, h, w = rrc_params(key, image.shape[0], image.shape[1], scale, ratio)
+    rows = resample_window(image.astype(jnp.float32), 0, top, h, out_h, antialias=antialias)
+    return resample_window(rows, 1, left, w, out_w, antialias=antialias, reverse=flip)
 
 
-def _linear_resample_rows(image, scale, translation, out_size: int, reverse=False):
-    """Axis 0 of `image` resampled as scale_and_translate(method="linear", antialias=False) does it.
+def resample_window(image, axis: int, start, length, out_size: int, *, antialias=True, reverse=False):
+    """Axis `axis` (0 rows, 1 columns) of an (H, W, C) image: its window [start, start + length) bilinearly
+    resized to out_size, as torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+    antialias=antialias) of the sliced window does it (start and length may be traced).
 
-    Output row i samples input coordinate s = (i + 1/2)/scale - translation/scale - 1/2 (the same
-    float32 expression as jax); the triangle kernel 1 - |s - j| is non-zero only at j0 = floor(s)
-    and j0 + 1, with weights 1 - (s - j0) and 1 - (j0 + 1 - s), a tap outside [0, in) weighing 0 and
-    both divided by their sum (jax's edge renormalisation). jax's further zeroing of samples with
-    s outside [-1/2, in - 1/2] never applies to a window inside the image. Gathers whole rows:
-    contiguous copies, fast on CPU even per example under vmap (a gather along axis 1 is not).
-    reverse (may be traced): output rows in reverse order (the sample coordinates reversed).
+    Output pixel i has centre c_i = (i + 1/2) length / out_size in window coordinates (pixel j's centre
+    at j + 1/2) and weights tri((j + 1/2 - c_i) / max(1, length / out_size)) over the window's pixels
+    j in [0, length), tri(x) = max(0, 1 - |x|), divided by their sum: the triangle widened by the
+    shrink factor when antialiasing (torch's `_upsample_bilinear2d_aa`), plain bilinear with the
+    source coordinate clamped to the window otherwise. reverse (may be traced): outputs in reverse order.
+    Computed with 2 taps per output pixel (`_linear_resample_rows`, a row gather) unless an antialiased
+    window may be shrunk (out_size < the image's size): then the dense (out x in) weights, one matmul.
     """
-    in_size = image.shape[0]
-    inv_scale = 1.0 / scale
-    s = (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * inv_scale - translation * inv_scale - 0.5
-    s = jnp.where(reverse, s[::-1], s)
+    if antialias and out_size < image.shape[axis]:  # the window may be shrunk: the widened triangle, dense
+        weights = _window_weights(image.shape[axis], start, length, out_size, reverse)
+        return jnp.einsum("oh,hwc->owc" if axis == 0 else "ow,hwc->hoc", weights, image,
+                          precision=jax.lax.Precision.HIGHEST)
+    if axis == 0:
+        return _linear_resample_rows(image, start, length, out_size, reverse)
+    return jnp.swapaxes(_linear_resample_rows(jnp.swapaxes(image, 0, 1), start, length, out_size, reverse), 0, 1)
+
+
+def _window_centres(start, length, out_size: int, reverse):
+    """(c, length / out_size): c_i = (i + 1/2) length / out_size, output pixel i's centre in window coordinates
+    (torch's float32 `center`), reversed when `reverse`."""
+    ratio = jnp.asarray(length, jnp.float32) / out_size
+    centres = (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * ratio
+    return jnp.where(reverse, centres[::-1], centres), ratio
+
+
+def _window_weights(in_size: int, start, length, out_size: int, reverse=False):
+    """(out_size, in_size) antialiased bilinear weights of `resample_window` over every image pixel (0 outside the
+    window): tri((j - start + 1/2 - c_i) / max(1, length / out_size)) on the window, normalised per row."""
+    centres, ratio = _window_centres(start, length, out_size, reverse)
+    taps = jnp.arange(in_size) - start  # window coordinates of every image pixel
+    inside = (taps >= 0) & (taps < length)
+    distance = jnp.abs(taps.astype(jnp.float32)[None, :] + 0.5 - centres[:, None]) / jnp.maximum(ratio, 1.0)
+    weights = jnp.where(inside[None, :], jnp.maximum(0.0, 1.0 - distance), 0.0)
+    return weights / jnp.sum(weights, axis=1, keepdims=True)
+
+
+def _linear_resample_rows(image, start, length, out_size: int, reverse=False):
+    """Axis 0 of `image` as `resample_window` without antialiasing: 2 taps per output row.
+
+    Output row i samples s = c_i - 1/2 (window coordinates); the triangle 1 - |s - j| is non-zero
+    only at j0 = floor(s) and j0 + 1, with weights 1 - (s - j0) and 1 - (j0 + 1 - s), a tap outside
+    the window [0, length) weighing 0 and both divided by their sum (at the window's edges this is
+    the source coordinate clamped to the window). Gathers whole rows start + j0 and start + j0 + 1:
+    contiguous copies, fast on CPU even per example under vmap (a gather along axis 1 is not).
+    """
+    centres, _ = _window_centres(start, length, out_size, reverse)
+    s = centres - 0.5
     j0 = jnp.floor(s)
     w0 = jnp.where(j0 >= 0, 1.0 - (s - j0), 0.0)
-    w1 = jnp.where(j0 + 1 <= in_size - 1, 1.0 - (j0 + 1 - s), 0.0)
+    w1 = jnp.where(j0 + 1 <= length - 1, 1.0 - (j0 + 1 - s), 0.0)
     total = w0 + w1
-    j0 = j0.astype(jnp.int32)
-    below = jnp.take(image, j0, axis=0, mode="clip")  # clip: an index outside [0, in) takes the edge row,
-    above = jnp.take(image, j0 + 1, axis=0, mode="clip")  # whose weight is then 0
+    row = start + j0.astype(jnp.int32)
+    below = jnp.take(image, row, axis=0, mode="clip")  # clip: an index outside the image takes the edge row,
+    above = jnp.take(image, row + 1, axis=0, mode="clip")  # whose weight is then 0
     return (w0 / total)[:, None, None] * below + (w1 / total)[:, None, None] * above
