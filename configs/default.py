@@ -19,7 +19,7 @@ training set (made in a script: no config field subsamples) for 40 epochs (0.975
 planted synthetic set at 16 px for 10 epochs, 1 seed (0.843 / 0.892 at s = 0.7 / 1.0, 100 s per run).
 
 Measured on the 2 CPU cores shared with other jobs: 176 s wall at load average ~7 (106 s of CPU time;
-87 s wall at load ~2). Affected: 9 (1.000 at s = 1 -> 0.861 at s*, p = 0.008) and 2 (0.986 -> 0.886,
+87 s wall at load ~2); 52 s at load ~4.5 with the compilation cache (~/.cache/jaxlab) warm from an earlier run. Affected: 9 (1.000 at s = 1 -> 0.861 at s*, p = 0.008) and 2 (0.986 -> 0.886,
 p = 0.012), both most often mistaken for 3, whose false positives grow 0.5 -> 5.5. The intervention treats
 2 and 3 (2: 0.886 -> 0.986); 9 is not treated, its own candidate pair (9 with 7, whose false positives grow
 0.5 -> 4.0) ranking 2nd with intervention_pairs = 1 (9: 0.861 -> 0.819); average 0.960 -> 0.964. With
