@@ -10,7 +10,7 @@ import pytest
 
 from jaxlab import parallel
 from jaxlab.augment import (PipelineError, build_eval_transform, build_pipeline, check_output_shapes,
-                            examples_per_chunk_for, parse_pipeline, per_class_table)
+                            examples_per_chunk_for, parse_pipeline, per_class_table, target_smoothing)
 from jaxlab.errors import ConfigError
 from jaxlab.train import train_and_evaluate
 from tests.helpers import tiny_config
@@ -335,3 +335,14 @@ def test_a_pipeline_given_one_key_instead_of_one_per_example_says_so():
     augment = build_pipeline("flip_lr", 3)
     with pytest.raises(ValueError, match=r"one PRNG key per example.*got keys \(2,\) and images \(4, 8, 8, 1\)"):
         augment(jax.random.PRNGKey(0), jnp.zeros((4, 8, 8, 1)), jnp.zeros(4, jnp.int32))
+
+
+@pytest.mark.parametrize("spec, smoothing", [
+    ("rrc(size=8)|mixup(alpha=0.2)", 0.0),
+    ("mixup_cutmix", 0.1),  # timm's default
+    ("mixup_cutmix(label_smoothing=0.0)", 0.0),
+    ("rrc(size=8)|mixup_cutmix(label_smoothing=0.3)|mixup(alpha=0.2)", 0.3),
+])
+def test_target_smoothing_reads_the_pipelines_label_smoothing(spec, smoothing):
+    assert target_smoothing(spec, 2) == pytest.approx(smoothing)
+

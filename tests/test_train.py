@@ -245,3 +245,11 @@ def test_task_incremental_heads_in_training_and_evaluation(tmp_path):
     assert np.all(result["predictions"] // 5 == result["labels"] // 5)
     with pytest.raises(ConfigError, match="training.head_size"):
         train_and_evaluate(tiny_config(**{"training.head_size": 3}), str(tmp_path / "bad"))
+
+
+def test_label_smoothing_twice_is_a_config_error_before_training(tmp_path):
+    """mixup_cutmix smooths the targets (default 0.1); training.label_smoothing on top would smooth them again."""
+    config = tiny_config(**{"augment.pipeline": "mixup_cutmix", "training.label_smoothing": 0.1})
+    with pytest.raises(ConfigError, match="training.label_smoothing.*mixup_cutmix already smooths"):
+        train_and_evaluate(config, str(tmp_path / "twice"))
+    assert not (tmp_path / "twice" / "checkpoints").exists()

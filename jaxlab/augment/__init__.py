@@ -11,7 +11,7 @@ from jaxlab.augment.ops import (center_crop_and_resize, color_jitter, cutmix, de
                                 random_flip_up_down, random_grayscale)
 from jaxlab.augment.pipeline import (OPS, PerClass, PipelineError, build_eval_transform, build_pipeline,
                                      check_output_shapes, check_stage, examples_per_chunk_for, parse_pipeline,
-                                     per_class_table)
+                                     per_class_table, target_smoothing)
 from jaxlab.augment.rrc import random_resized_crop, rrc_params
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "check_output_shapes", "check_stage", "color_jitter", "cutmix", "denormalize", "examples_per_chunk_for",
     "grayscale", "mixup", "mixup_cutmix", "normalize", "pad_and_random_crop", "parse_pipeline", "per_class_table",
     "random_flip_left_right", "random_flip_up_down", "random_grayscale", "random_resized_crop", "rrc_params",
+    "target_smoothing",
 ]

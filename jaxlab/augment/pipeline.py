@@ -365,6 +365,18 @@ def _parse(spec, num_classes: int, tables: dict[str, Any], base_dir: str, field:
     return _fuse_crop_and_flip(parsed)
 
 
+def target_smoothing(spec, num_classes: int, *, tables: Mapping[str, Any] | None = None, base_dir: str = "") -> float:
+    """The largest label smoothing the pipeline's batch ops apply to the targets (mixup_cutmix's, its default
+    included; 0 when none smooths): a loss that smooths too would smooth the targets twice."""
+    smoothing = 0.0
+    for stage in parse_pipeline(spec, num_classes, tables=tables, base_dir=base_dir):
+        if stage.op.fn is ops.mixup_cutmix:
+            value = stage.params.get("label_smoothing",
+                                     inspect.signature(ops.mixup_cutmix).parameters["label_smoothing"].default)
+            smoothing = max(smoothing, float(value))  # batch ops take no per-class tables
+    return smoothing
+
+
 def _fuse_crop_and_flip(stages: list[Stage]) -> list[Stage]:
     """rrc followed by flip_lr -> one rrc(flip_p=p) stage: the flip is folded into the crop's sampling
     grid instead of a second pass over every image (random_resized_crop's flip_p)."""

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from jaxlab import config as config_lib
 from jaxlab import data, models, parallel
-from jaxlab.augment import build_eval_transform, build_pipeline, check_output_shapes
+from jaxlab.augment import build_eval_transform, build_pipeline, check_output_shapes, target_smoothing
 from jaxlab.errors import ConfigError, NonFiniteError, WorkdirError
 from jaxlab.train import extension as extension_lib
 from jaxlab.train import metrics as metrics_lib
@@ -133,8 +133,14 @@ def _train_and_evaluate(config, workdir: str, mesh: Mesh, dataset: data.Dataset,
     batch_size, head_size = config.training.batch_size, config.training.head_size
     is_chief = jax.process_index() == 0
     if augment is None and config.augment.pipeline:
-        augment = build_pipeline(config.augment.pipeline, dataset.num_classes, tables=config.augment.tables.to_dict(),
+        tables = config.augment.tables.to_dict()
+        augment = build_pipeline(config.augment.pipeline, dataset.num_classes, tables=tables,
                                  examples_per_chunk=config.augment.examples_per_chunk)
+        if config.training.label_smoothing and target_smoothing(config.augment.pipeline, dataset.num_classes,
+                                                                 tables=tables):
+            raise ConfigError("training.label_smoothing", f"{config.training.label_smoothing} smooths targets that "
+                              "the pipeline's mixup_cutmix already smooths (its label_smoothing, default 0.1): set "
+                              "one of them to 0")
     eval_transform = build_eval_transform(config.augment.eval_pipeline, dataset.num_classes)
     check_output_shapes(augment, eval_transform, dataset.image_shape, dataset.num_classes)  # traced, not compiled
     model = models.create_model(config.model, dataset.num_classes)
