@@ -54,6 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
         name="cnn",          # see jaxlab.models.MODELS
         dtype="float32",     # compute dtype: float32 | bfloat16 (params stay float32)
         bn_sync=False,       # False: per-device BatchNorm statistics; True: synced over all devices
+        bn_group_size=0,     # > 0: ghost BatchNorm, statistics per this many consecutive examples of each device's
+                             # batch (e.g. 32, Goyal et al.): the same on any device count; 0: off
         hidden_sizes=(100, 100),
         width=0,             # base channel width; 0 = the model's standard width (cnn 32, lenet 6, resnets 64)
         polynomial_degree=1,
@@ -130,6 +132,13 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     require(0.0 <= config.training.label_smoothing < 1.0, "training.label_smoothing", "must be in [0, 1)")
     require(config.training.head_size >= 0, "training.head_size", "must be >= 0 (0: one head over all classes)")
     require(config.model.polynomial_degree >= 1, "model.polynomial_degree", "must be >= 1")
+    group = config.model.bn_group_size
+    require(group >= 0, "model.bn_group_size", f"must be >= 0 (0: off), got {group}")
+    require(not (group and config.model.bn_sync), "model.bn_group_size",
+            "ghost BatchNorm groups and model.bn_sync=True are two different statistics; set one of them")
+    require(not group or (batch // num_devices) % group == 0, "model.bn_group_size",
+            f"each device's batch of {batch // num_devices} examples (training.batch_size {batch} over {num_devices} "
+            f"devices) must be a multiple of the group size {group}")
     require(0 < config.data.rrc_scale <= 1, "data.rrc_scale", f"must be in (0, 1], got {config.data.rrc_scale}")
     require(not config.data.rrc_scale_table or config.data.rrc_scale_table in config.augment.tables,
             "data.rrc_scale_table", f"{config.data.rrc_scale_table!r} is not a config.augment.tables entry "

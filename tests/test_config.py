@@ -21,6 +21,9 @@ from tests.helpers import tiny_config
     ({"eval_batch_size": 12}, "eval_batch_size"),
     ({"training.label_smoothing": 1.5}, "training.label_smoothing"),
     ({"model.dtype": "float16"}, "model.dtype"),
+    ({"model.bn_group_size": 3}, "model.bn_group_size"),  # 64 / 8 devices = 8 examples: not a multiple of 3
+    ({"model.bn_group_size": 4, "model.bn_sync": True}, "model.bn_group_size"),
+    ({"model.bn_group_size": -1}, "model.bn_group_size"),
 ])
 def test_bad_values_name_the_field(tmp_path, overrides, field):
     workdir = str(tmp_path / "run")

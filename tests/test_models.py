@@ -14,7 +14,7 @@ from jaxlab import models
 
 
 def model_config(name, **overrides):
-    config = ml_collections.ConfigDict(dict(name=name, dtype="float32", bn_sync=False, hidden_sizes=(100, 100),
+    config = ml_collections.ConfigDict(dict(name=name, dtype="float32", bn_sync=False, bn_group_size=0, hidden_sizes=(100, 100),
                                             width=32, polynomial_degree=1))
     config.update(overrides)
     return config
@@ -237,3 +237,44 @@ def test_lenet_output_is_per_example_and_mode_free():
     alone = jnp.concatenate([model.apply(variables, x[i:i + 1]) for i in range(4)])
     np.testing.assert_allclose(logits, alone, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(model.apply(variables, x, train=True), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_ghost_bn_normalises_each_group_with_its_own_statistics():
+    """Groups of 2 of a batch of 6: each group's mean and biased variance over its examples and positions (numpy,
+    float64); the running statistics move 0.1 of the way to the mean over groups; evaluation uses them."""
+    x = np.random.default_rng(0).normal(2.0, 3.0, (6, 3, 3, 4)).astype(np.float32)
+    layer = models.layers.GhostBatchNorm(group_size=2)
+    variables = layer.init(jax.random.key(0), x)
+    y, mutated = layer.apply(variables, x, mutable=["batch_stats"])
+    groups = x.astype(np.float64).reshape(3, 2, 3, 3, 4)
+    mean = groups.mean(axis=(1, 2, 3), keepdims=True)
+    var = groups.var(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(y, ((groups - mean) / np.sqrt(var + 1e-5)).reshape(x.shape), atol=2e-5)
+    stats = mutated["batch_stats"]
+    np.testing.assert_allclose(stats["mean"], 0.1 * mean.mean(axis=(0, 1, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * var.mean(axis=(0, 1, 2, 3)), rtol=1e-5)
+    evaluated = models.layers.GhostBatchNorm(group_size=2, use_running_average=True).apply(
+        {**variables, "batch_stats": stats}, x)
+    np.testing.assert_allclose(evaluated, (x - stats["mean"]) / np.sqrt(stats["var"] + 1e-5), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="not a multiple of model.bn_group_size=4"):
+        models.layers.GhostBatchNorm(group_size=4).apply(variables, x, mutable=["batch_stats"])
+
+
+def test_ghost_bn_with_one_group_is_flax_batchnorm():
+    """group_size = the whole local batch: the same outputs, gradients and running statistics as nn.BatchNorm."""
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(8, 4, 4, 3)), jnp.float32)
+    ghost, plain = models.layers.batch_norm(True, jnp.float32, False, 8)(), models.layers.batch_norm(True, jnp.float32,
+                                                                                                        False)()
+    variables = plain.init(jax.random.key(0), x)
+    chex.assert_trees_all_equal_shapes(variables, ghost.init(jax.random.key(0), x))
+
+    def loss(module, params):
+        y, mutated = module.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y)), mutated["batch_stats"]
+
+    (value, stats), grads = jax.value_and_grad(lambda p: loss(ghost, p), has_aux=True)(variables["params"])
+    (value_ref, stats_ref), grads_ref = jax.value_and_grad(lambda p: loss(plain, p), has_aux=True)(variables["params"])
+    np.testing.assert_allclose(value, value_ref, rtol=1e-5)
+    chex.assert_trees_all_close(grads, grads_ref, rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(stats, stats_ref, rtol=1e-5, atol=1e-7)
+

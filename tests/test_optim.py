@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from jaxlab.train.optim import (create_learning_rate_schedule, create_optimizer, scaled_learning_rate,
-                                total_train_steps, weight_decay_mask)
+                                total_train_steps, trust_ratio_mask, weight_decay_mask)
 from tests.helpers import tiny_config
 
 
@@ -87,3 +87,22 @@ def test_every_optimizer_reduces_a_quadratic(name, lr):
 def test_total_train_steps():
     assert total_train_steps(tiny_config(**{"training.num_train_steps": -1, "training.num_epochs": 2.5}), 10) == 25
     assert total_train_steps(tiny_config(**{"training.num_train_steps": 7}), 10) == 7
+
+
+@pytest.mark.parametrize("name", ["lars", "lamb"])
+def test_trust_ratio_scales_kernels_only(name):
+    """LARS and LAMB scale a kernel's update by its trust ratio ||w|| / ||u||, not a BN scale's or a bias's (even
+    with decay_bn_and_bias): those take the optimiser's plain update (momentum SGD for LARS, Adam for LAMB)."""
+    config = tiny_config(**{"optimizer.name": name, "optimizer.learning_rate": 0.1, "schedule.name": "constant",
+                            "optimizer.weight_decay": 0.0, "optimizer.decay_bn_and_bias": True})
+    tx, _ = create_optimizer(config, 1, 10)
+    params = {"kernel": jnp.full((2, 2), 5.0), "scale": jnp.full((2,), 5.0), "bias": jnp.full((2,), 5.0)}
+    grads = {"kernel": jnp.full((2, 2), 0.5), "scale": jnp.full((2,), 0.5), "bias": jnp.full((2,), 0.5)}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    plain = 0.5 if name == "lars" else 1.0  # LAMB's first Adam step: m / sqrt(v) = sign(g)
+    np.testing.assert_allclose(updates["scale"], -0.1 * plain, rtol=1e-5)
+    np.testing.assert_allclose(updates["bias"], -0.1 * plain, rtol=1e-5)
+    ratio = 0.001 * 10.0 / 1.0 if name == "lars" else 10.0 / 2.0  # LARS: trust_coefficient ||w|| / ||g||
+    np.testing.assert_allclose(updates["kernel"], -0.1 * ratio * plain, rtol=1e-4)
+    assert trust_ratio_mask(params) == {"kernel": True, "scale": False, "bias": False}
+

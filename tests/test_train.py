@@ -3,6 +3,7 @@
 import json
 
 import flax.linen as nn
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +35,26 @@ def test_one_device_equals_eight_devices_with_synced_bn(tmp_path):
                                              create_optimizer(config, 22, 5)[0], (8, 8, 1)).params)
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(_params(one))))
     assert moved > 1e-3
+
+
+@pytest.mark.parametrize("bn_group_size", [0, 8])
+def test_ghost_bn_gives_the_same_run_on_one_and_eight_devices(tmp_path, bn_group_size):
+    """Ghost BatchNorm (groups of 8 of each device's 8 examples at batch 64 on 8 devices): statistics that do not
+    depend on the device count, so 1 and 8 devices end with the same params and batch stats. Per-device
+    statistics (group size 0, bn_sync off) are a different computation on 1 device (64 examples) and on 8."""
+    config = tiny_config(**{"model.name": "cnn", "model.width": 8, "model.bn_group_size": bn_group_size,
+                            "training.num_train_steps": 5, "training.batch_size": 64})
+    one = train_and_evaluate(config, str(tmp_path / "one"), mesh=parallel.make_mesh(1))
+    eight = train_and_evaluate(config, str(tmp_path / "eight"), mesh=parallel.make_mesh(8))
+    stats = [jax.device_get(r["state"].batch_stats) for r in (one, eight)]
+    if bn_group_size:
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), _params(one),
+                     _params(eight))
+        chex.assert_trees_all_close(*stats, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(one["accuracy"], eight["accuracy"], atol=1e-6)
+    else:
+        gap = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(stats[0]), jax.tree.leaves(stats[1])))
+        assert gap > 1e-3
 
 
 def test_resume_after_max_steps_matches_uninterrupted_run(tmp_path):

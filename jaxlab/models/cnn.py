@@ -19,12 +19,13 @@ class CNN(nn.Module):
     width: int = 32
     dtype: Any = jnp.float32
     bn_sync: bool = False
+    bn_group_size: int = 0
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding=1, use_bias=False,
                                  kernel_init=conv_kernel_init, dtype=self.dtype)
-        norm = batch_norm(train, self.dtype, self.bn_sync)
+        norm = batch_norm(train, self.dtype, self.bn_sync, self.bn_group_size)
         x = nn.relu(norm()(conv(self.width)(x)))
         x = nn.relu(norm()(conv(2 * self.width)(x)))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -35,4 +36,5 @@ class CNN(nn.Module):
 
 @register_model("cnn")
 def _cnn(model_config, num_classes: int) -> CNN:
-    return CNN(num_classes, model_config.width or CNN.width, compute_dtype(model_config), model_config.bn_sync)
+    return CNN(num_classes, model_config.width or CNN.width, compute_dtype(model_config), model_config.bn_sync,
+               model_config.bn_group_size)

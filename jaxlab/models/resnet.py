@@ -71,11 +71,12 @@ class ResNet(nn.Module):
     imagenet_stem: bool = False
     dtype: Any = jnp.float32
     bn_sync: bool = False
+    bn_group_size: int = 0
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_kernel_init, dtype=self.dtype)
-        norm = batch_norm(train, self.dtype, self.bn_sync)
+        norm = batch_norm(train, self.dtype, self.bn_sync, self.bn_group_size)
         if self.imagenet_stem:
             x = conv(self.width, (7, 7), 2, padding=3, name="conv1")(x)
         else:
@@ -95,7 +96,8 @@ def _register(name: str, stage_sizes: Sequence[int], block_cls: type[nn.Module],
     @register_model(name)
     def factory(model_config, num_classes: int) -> ResNet:
         return ResNet(tuple(stage_sizes), block_cls, num_classes, model_config.width or ResNet.width, imagenet_stem,
-                      compute_dtype(model_config), model_config.bn_sync)
+                      compute_dtype(model_config), model_config.bn_sync,
+                      model_config.bn_group_size)
 
 
 _register("resnet18_cifar", (2, 2, 2, 2), BasicBlock, imagenet_stem=False)

@@ -35,8 +35,14 @@ def create_learning_rate_schedule(config, steps_per_epoch: int, total_steps: int
 
 
 def weight_decay_mask(params: Any, decay_bn_and_bias: bool = False) -> Any:
-    """True where weight decay (and the LARS trust ratio) applies: kernels, not 1-D BN scales/biases."""
+    """True where weight decay applies: kernels, not 1-D BN scales/biases (unless decay_bn_and_bias)."""
     return jax.tree.map(lambda p: decay_bn_and_bias or p.ndim > 1, params)
+
+
+def trust_ratio_mask(params: Any) -> Any:
+    """True where LARS / LAMB scale the update by the layer's trust ratio ||w|| / ||update||: kernels only. BN
+    scales and biases (1-D) take the plain update, as in You et al. (LARS 2017, LAMB 2020) and Goyal et al."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def create_optimizer(config, steps_per_epoch: int, total_steps: int
@@ -44,7 +50,8 @@ def create_optimizer(config, steps_per_epoch: int, total_steps: int
     """The optimizer named by config.optimizer, with its schedule.
 
     sgd/momentum/nesterov use coupled L2 decay as in PyTorch's SGD (g += wd * w before
-    momentum); adamw/lamb decoupled decay; lars its own trust-ratio-scaled decay.
+    momentum); adamw/lamb decoupled decay; lars its own trust-ratio-scaled decay. LARS and LAMB apply the trust
+    ratio to kernels only (`trust_ratio_mask`); optax.lamb would apply it to BN scales and biases too.
     """
     opt = config.optimizer
     schedule = create_learning_rate_schedule(config, steps_per_epoch, total_steps)
@@ -59,10 +66,15 @@ def create_optimizer(config, steps_per_epoch: int, total_steps: int
         tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay, mask=mask)
     elif opt.name == "lars":
         tx = optax.lars(schedule, weight_decay=opt.weight_decay, weight_decay_mask=mask,
-                        trust_coefficient=opt.trust_coefficient, trust_ratio_mask=mask,
+                        trust_coefficient=opt.trust_coefficient, trust_ratio_mask=trust_ratio_mask,
                         momentum=opt.momentum)
     elif opt.name == "lamb":
-        tx = optax.lamb(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay, mask=mask)
+        tx = optax.chain(  # optax.lamb's chain with the trust ratio masked
+            optax.scale_by_adam(b1=opt.b1, b2=opt.b2, eps=opt.eps),
+            optax.add_decayed_weights(opt.weight_decay, mask),
+            optax.masked(optax.scale_by_trust_ratio(), trust_ratio_mask),
+            optax.scale_by_learning_rate(schedule),
+        )
     else:
         raise ValueError(f"config.optimizer.name: unknown optimizer {opt.name!r}")
     if opt.grad_clip_norm > 0:
