@@ -1,5 +1,6 @@
 """The one resumable grid of runs and the one preemption flag (no training: runs are plain functions)."""
 
+import json
 import os
 import signal
 
@@ -47,6 +48,21 @@ def test_a_run_asked_for_with_another_config_is_an_error(tmp_path):
     with pytest.raises(WorkdirError, match=r"holds run 'r' finished with another config "
                                            r"\(optimizer.learning_rate: 0.05 -> 0.5\)"):
         grid.run("r", lambda run_dir: {"x": 3}, config=config)
+
+
+def test_a_run_finished_before_a_field_existed_is_reused_while_the_field_keeps_its_default(tmp_path):
+    """A record written by an older jaxlab lacks fields added since (here model.bn_group_size): at their defaults
+    they keep the old behaviour, so the run is reused; set to another value, they are a difference."""
+    grid = Grid(str(tmp_path), "test")
+    grid.run("r", lambda run_dir: {"x": 1}, config=tiny_config())
+    path = tmp_path / "records" / "r.json"
+    stored = json.loads(path.read_text())
+    del stored["config"]["model"]["bn_group_size"]
+    stored["config_hash"] = config_hash(stored["config"])
+    path.write_text(json.dumps(stored))
+    assert grid.run("r", lambda run_dir: {"x": 2}, config=tiny_config()) == {"x": 1}
+    with pytest.raises(WorkdirError, match=r"model.bn_group_size: \(absent\) -> 8"):
+        grid.run("r", lambda run_dir: {"x": 3}, config=tiny_config(**{"model.bn_group_size": 8}))
 
 
 def test_config_hash_depends_on_every_value():

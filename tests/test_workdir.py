@@ -16,6 +16,7 @@ import pytest
 from jaxlab.errors import NonFiniteError, WorkdirError
 from jaxlab.train import loss_term, train_and_evaluate
 from jaxlab.train import workdir as workdir_lib
+from jaxlab.train.workdir import config_differences, config_json
 from jaxlab.train.checkpoint import Checkpointer
 from tests.helpers import sigterm_at_batch, tiny_config
 
@@ -119,3 +120,17 @@ def test_non_finite_parameters_stop_the_run_although_the_loss_is_finite(tmp_path
         train_and_evaluate(config, str(tmp_path / "nan"), extensions=[loss_term("poisoned", poisoned)])
     assert "learning_rate" in str(error.value) and "normalize" in str(error.value)
     assert Checkpointer(str(tmp_path / "nan")).latest_step() is None
+
+
+def test_a_workdir_trained_before_a_field_existed_resumes_with_it_at_its_default(trained, tmp_path):
+    """config.json written before model.bn_group_size existed: the same config today (the field at its default 0)
+    resumes; the field at another value is a difference."""
+    workdir = _copy(trained, tmp_path)
+    stored = json.loads((workdir / "config.json").read_text())
+    del stored["model"]["bn_group_size"]
+    (workdir / "config.json").write_text(json.dumps(stored))
+    assert config_differences(stored, config_json(tiny_config())) == {}
+    differences = config_differences(stored, config_json(tiny_config(**{"model.bn_group_size": 8})))
+    assert list(differences) == ["model.bn_group_size"] and differences["model.bn_group_size"][1] == 8
+    assert train_and_evaluate(tiny_config(), str(workdir))["step"] == 6
+

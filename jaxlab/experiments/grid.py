@@ -8,7 +8,8 @@ Layout: <workdir>/runs/<name>/ is a run's working directory (its checkpoints: an
 them) and <workdir>/records/<name>.json its record, written atomically once the run finished: the done
 marker. A finished run is never run again; its record carries the config it ran with (and its hash), and a
 rerun that asks for the same name with another config is a WorkdirError listing the fields that differ (the
-workdir holds results of other settings: use a new workdir). Every message goes through `Grid.log` (elapsed time, progress and an ETA).
+workdir holds results of other settings: use a new workdir). Fields that only observe (logging) and fields added
+to the schema since, at their defaults, are not differences (`jaxlab.train.workdir.config_differences`). Every message goes through `Grid.log` (elapsed time, progress and an ETA).
 """
 
 from __future__ import annotations
@@ -84,10 +85,12 @@ class Grid:
             with open(path) as f:
                 stored = json.load(f)
             if key is not None and stored.get("config_hash") not in (None, key):
-                listed = describe_differences(config_differences(stored.get("config") or {}, config_json(config)))
-                raise WorkdirError(f"{self.workdir} already holds run {name!r} finished with another config "
-                                   f"({listed or 'fields the run does not record'}); use a new --workdir (or "
-                                   f"delete {path} to run it again)")
+                differences = config_differences(stored.get("config") or {}, config_json(config))
+                if differences or stored.get("config") is None:
+                    listed = describe_differences(differences)
+                    raise WorkdirError(f"{self.workdir} already holds run {name!r} finished with another config "
+                                       f"({listed or 'fields the run does not record'}); use a new --workdir "
+                                       f"(or delete {path} to run it again)")
             return stored["record"]
         if parallel.any_process(self._stop["stop"]):  # every host stops before the same run
             raise preemption.Preempted(f"SIGTERM: stopped before run {name}")

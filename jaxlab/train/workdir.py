@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import jax
 
+from jaxlab import config as config_lib
 from jaxlab.errors import WorkdirError
 
 CONFIG_FILE = "config.json"
@@ -91,12 +92,19 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def config_differences(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
-    """{field: (old, new)} for the fields that differ and change what is trained (not OBSERVATION_FIELDS)."""
+def config_differences(old: dict, new: dict, defaults: dict | None = None) -> dict[str, tuple[Any, Any]]:
+    """{field: (old, new)} for the fields that differ and change what is trained (not OBSERVATION_FIELDS).
+
+    A field the old config lacks (it was saved before the field existed) that the new one holds at its default is
+    not a difference: a new field's default keeps the behaviour of the code before it. `defaults`: a config (as
+    JSON) holding them; None: the trainer schema's (jaxlab.config.base_config).
+    """
     old, new = _flatten(old), _flatten(new)
+    defaults = _flatten(config_json(config_lib.base_config()) if defaults is None else defaults)
     missing = object()
     return {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(set(old) | set(new))
             if old.get(k, missing) != new.get(k, missing)
+            and not (k not in old and k in defaults and new[k] == defaults[k])
             and not any(k == f or k.startswith(f + ".") for f in OBSERVATION_FIELDS)}
 
 
