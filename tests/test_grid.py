@@ -6,10 +6,12 @@ import signal
 
 import pytest
 
+from jaxlab import config as config_lib
 from jaxlab.errors import WorkdirError
 from jaxlab.experiments.grid import Grid, config_hash, require_finished
 from jaxlab.train import Preempted
 from jaxlab.train import preemption
+from jaxlab.train.workdir import config_json
 from tests.helpers import tiny_config
 
 
@@ -63,6 +65,21 @@ def test_a_run_finished_before_a_field_existed_is_reused_while_the_field_keeps_i
     assert grid.run("r", lambda run_dir: {"x": 2}, config=tiny_config()) == {"x": 1}
     with pytest.raises(WorkdirError, match=r"model.bn_group_size: \(absent\) -> 8"):
         grid.run("r", lambda run_dir: {"x": 3}, config=tiny_config(**{"model.bn_group_size": 8}))
+
+
+def test_a_grid_with_its_own_run_layout_names_its_defaults(tmp_path):
+    """Run configs laid out as {"config": trainer config, ...} (the deep K-prior's): the grid's `defaults` in that
+    layout let a record written before model.bn_group_size existed be reused."""
+    def settings(**overrides):
+        return {"config": config_json(tiny_config(**overrides)), "seed": 0}
+
+    stored = settings()
+    del stored["config"]["model"]["bn_group_size"]
+    Grid(str(tmp_path), "test").run("r", lambda run_dir: {"x": 1}, config=stored)
+    with pytest.raises(WorkdirError, match="config.model.bn_group_size"):  # the trainer schema is not this layout
+        Grid(str(tmp_path), "test").run("r", lambda run_dir: {"x": 2}, config=settings())
+    grid = Grid(str(tmp_path), "test", defaults={"config": config_lib.base_config().to_dict()})
+    assert grid.run("r", lambda run_dir: {"x": 2}, config=settings()) == {"x": 1}
 
 
 def test_config_hash_depends_on_every_value():

@@ -296,7 +296,7 @@ def test_tiny_continual_run(tmp_path, task, method):
 
 @pytest.mark.parametrize("change, field", [
     (lambda c: c.kprior.update(methods=("kprior", "ewc")), "kprior.methods"),
-    (lambda c: c.kprior.update(tasks=("remove_data",)), "kprior.tasks"),
+    (lambda c: c.kprior.update(tasks=("change_regulariser",)), "kprior.tasks"),  # kprior_adaptation's, not deep
     (lambda c: c.model.update(name="cnn"), "model.name"),  # BatchNorm statistics
     (lambda c: c.optimizer.update(weight_decay=1e-4), "optimizer.weight_decay"),
     (lambda c: c.training.update(num_train_steps=-1), "training.num_train_steps"),
@@ -317,7 +317,7 @@ def test_add_digit_outside_the_classes_is_a_config_error(tmp_path):
         kprior_deep.run(config, str(tmp_path / "never"), dataset=_tiny_dataset())
 
 
-@pytest.mark.parametrize("name", ["mnist_add_data", "split_mnist"])
+@pytest.mark.parametrize("name", ["mnist_add_data", "split_mnist", "mnist_remove_data", "mnist_distill"])
 def test_mnist_configs_are_valid_deep_configs(name):
     spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

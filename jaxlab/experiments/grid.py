@@ -39,9 +39,13 @@ def config_hash(config: Any) -> str:
 class Grid:
     """Named runs under one workdir, each run once; see the module docstring."""
 
-    def __init__(self, workdir: str, experiment: str, *, names=()):
-        """`names`: the runs this call will ask for, where known in advance (progress lines then give an ETA)."""
+    def __init__(self, workdir: str, experiment: str, *, names=(), defaults: Any = None):
+        """`names`: the runs this call will ask for, where known in advance (progress lines then give an ETA).
+        `defaults`: a run config with every field at its default, laid out as the configs given to `run` (None:
+        they are trainer configs, jaxlab.config.base_config's): a record written before a field existed is the
+        same run while the field keeps its default."""
         self.workdir, self.experiment, self.names = workdir, experiment, list(names)
+        self.defaults = None if defaults is None else config_json(defaults)
         self.records_dir = os.path.join(workdir, "records")
         os.makedirs(self.records_dir, exist_ok=True)
         self._start = time.perf_counter()
@@ -85,7 +89,7 @@ class Grid:
             with open(path) as f:
                 stored = json.load(f)
             if key is not None and stored.get("config_hash") not in (None, key):
-                differences = config_differences(stored.get("config") or {}, config_json(config))
+                differences = config_differences(stored.get("config") or {}, config_json(config), self.defaults)
                 if differences or stored.get("config") is None:
                     listed = describe_differences(differences)
                     raise WorkdirError(f"{self.workdir} already holds run {name!r} finished with another config "

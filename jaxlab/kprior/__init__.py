@@ -8,7 +8,8 @@ the experiments that run them are `jaxlab.experiments.kprior_adaptation` and `ja
 `adaptation_objective` (an `AdaptationProblem`) with its GLM IRLS Hessian `glm_hessian`.
 `solvers`: full-batch `minimize` (L-BFGS, damped Newton) and `adam`.
 `minibatch`: the minibatch K-prior / Replay as a loss term of the data-parallel trainer (`MinibatchPrior`,
-`deep_prior_loss`, `minibatch_prior_extension`).
+`deep_prior_loss`, `minibatch_prior_extension`; `residual_prior` for remove-data and a change of model, whose data
+stream is the memory).
 `gradients`: gradient reconstruction error against full retraining.
 """
 
@@ -23,6 +24,7 @@ from jaxlab.kprior.minibatch import (
     minibatch_prior_loss,
     no_memory,
     replay_prior,
+    residual_prior,
 )
 from jaxlab.kprior.objectives import (
     AdaptationProblem,
@@ -62,6 +64,6 @@ __all__ = [
     "change_regulariser", "class_quotas", "continual_learning", "data_loss", "deep_prior_loss", "glm_hessian",
     "gradient_error", "kprior_loss", "linear", "make_kprior", "memory_indices", "memory_scores", "minibatch_prior",
     "minibatch_prior_extension", "minibatch_prior_loss", "minimize", "no_memory", "polynomial_projection",
-    "predictions", "regularised_loss", "remove_data", "replay", "replay_prior", "select_memory",
+    "predictions", "regularised_loss", "remove_data", "replay", "replay_prior", "residual_prior", "select_memory",
     "sigmoid_cross_entropy", "softmax_cross_entropy", "squared_error", "weight_penalty",
 ]

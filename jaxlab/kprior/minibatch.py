@@ -21,6 +21,33 @@ memory stands in for the |M| past points (all of D when M = D) against the N_new
 divides the summed objective by N_new + |M| instead: a rescaling of the step size, not of the optimum; the
 trainer's data term has weight 1, so here the division is by N_new.)
 
+Remove data and change of model have no new data: the trainer's data stream is the memory itself (less D-), and
+since the trainer always adds the mean true-label loss of its stream, the objective is split with the softmax
+cross-entropy's linearity in its targets (S = h(f_{w*}(x)) the old model's soft labels, y one-hot):
+l(S, f) = l(y, f) + l(S - y, f), where S - y sums to 0 and l(S - y, f) = (y - S)^T f (the log-partition cancels;
+gradient J^T (y - S)). `residual_prior` stores the targets S_m - y_m for the extension's term.
+
+    remove data D- (inside M; M_r = M minus D-, N_r = |M_r|; data stream M_r with true labels):
+        J(w)     = K(w) - sum_{D-} l(y, f_w)
+                 = sum_{M_r} l(y_m, f_w(x_m)) + sum_{m in M} l(S_m - y_m, f_w(x_m)) + delta/2 ||w - w*||^2
+        J / N_r  = mean_{M_r} l  +  (|M| / N_r) mean_{m in M} l(S_m - y_m, f_w(x_m))  +  delta / (2 N_r) ||w - w*||^2
+    change of model (a new network theta, the soft labels S of the old one; data stream M with true labels):
+        J(theta)     = sum_M l(S_m, f_theta(x_m)) + delta/2 ||theta||^2
+                     = sum_M l(y_m, f_theta(x_m)) + sum_M l(S_m - y_m, f_theta(x_m)) + delta/2 ||theta||^2
+        J / |M|      = mean_M l  +  mean_{m in M} l(S_m - y_m, f_theta(x_m))  +  delta / (2 |M|) ||theta||^2
+
+Per step, with N the stream's size (N_r; |M| for a change of model), the trainer's task loss on its batch is an
+unbiased estimate of the first term and `deep_prior_loss` on B draws m_b uniform over the whole memory M (D-
+included) of the rest:
+
+    extra(w) = |M| / (B N) sum_b l(S_{m_b} - y_{m_b}, f_w(x_{m_b}))  +  delta / (2 N) ||w - anchor||^2
+
+(anchor w* for remove data, zeros for a change of model), so task loss + extra is an unbiased estimate of J / N.
+With M = D, remove-data's J has the gradient of retraining on D minus D- at w*: J - (Lbar - sum_{D-} l) has
+gradient sum_D J_w^T (y - S) - delta w*, which is -grad Lbar(w*) = 0 at w = w* (at every w for a GLM, whose J_w is
+constant). The change of model's J with M = D is distillation on all of D (knowledge distillation). Replay on the
+same stream is the true-label term alone (`no_memory`: delta / (2 N) ||w||^2).
+
 One compiled train step for every run of an experiment: the prior's arrays (a `MinibatchPrior`: the memory padded
 with zero rows to a fixed capacity, soft or one-hot targets, the anchor, |M|, delta, N) reach the step as the
 extension's `loss_inputs`, a jit argument, never as constants, and every method is the same code with different
@@ -46,11 +73,11 @@ EXTENSION = "kprior"  # the trainer extension's name
 class MinibatchPrior(NamedTuple):
     """The trainer's minibatch prior term as arrays (the extension's `loss_inputs`), padded to a fixed capacity.
 
-    memory_inputs (capacity, ...), memory_targets (capacity, C): the anchor's soft labels (K-prior) or one-hot
-    labels (Replay); memory_labels (capacity,): the memory points' labels, read only with task-incremental heads
-    (each point's loss over its own head); anchor: w* (K-prior) or zeros like the params (no anchor:
-    delta/2 ||w||^2); memory_size: |M| (int32, 0 for no memory: fine-tuning, retraining, a base model); delta;
-    num_examples: N, the run's training points.
+    memory_inputs (capacity, ...), memory_targets (capacity, C): the anchor's soft labels (K-prior), one-hot
+    labels (Replay) or soft minus one-hot labels (`residual_prior`); memory_labels (capacity,): the memory points'
+    labels, read only with task-incremental heads (each point's loss over its own head); anchor: w* (K-prior) or
+    zeros like the params (no anchor: delta/2 ||w||^2); memory_size: |M| (int32, 0 for no memory: fine-tuning,
+    retraining, a base model); delta; num_examples: N, the run's training points.
     """
 
     memory_inputs: Any
@@ -123,6 +150,16 @@ def minibatch_prior_extension(apply_fn: Callable, prior: MinibatchPrior, head_si
     """The trainer extension (`jaxlab.train.Extension` factory, for `train_and_evaluate(extensions=[...])`) adding
     the minibatch K-prior / Replay term, its arrays `prior` passed to every step as a jit argument."""
     return loss_term(EXTENSION, minibatch_prior_loss(apply_fn, head_size), prior)
+
+
+def residual_prior(prior: KPrior, memory_labels, num_classes: int) -> KPrior:
+    """The K-prior's memory term for a trainer whose data stream is the memory (remove data: the memory minus D-;
+    change of model: the memory): targets S_m - y_m, the soft labels minus the one-hot true labels, so that the
+    stream's true-label loss plus this term is the K-prior objective (see the module docstring). Called on params:
+    sum_M l(S - y, f_w) + the prior's weight term."""
+    labels = jax.nn.one_hot(memory_labels, num_classes, dtype=prior.anchor_predictions.dtype)
+    chex.assert_equal_shape([labels, prior.anchor_predictions])
+    return prior.replace(anchor_predictions=prior.anchor_predictions - labels)
 
 
 def replay_prior(apply_fn: Callable, memory_inputs, memory_labels, num_classes: int, delta) -> KPrior:
