@@ -97,7 +97,7 @@ def plot_accuracy_vs_memory(records: list[dict], path: str, title: str = "") -> 
         seeds = f"{num_seeds} seed{'s' * (num_seeds != 1)}"
         handles[f"band: min-max over {seeds}" + (" (hatched: no memory)" if any(
             r["method"] in MEMORY_FREE_HATCHES for r in records) else "")] = Patch(facecolor="tab:gray", alpha=0.3)
-        figure.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
+        figure.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=8,
                       title=f"lines: mean over {seeds}", title_fontsize=8)
     if title:
         figure.suptitle(title)
