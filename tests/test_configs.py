@@ -1,6 +1,5 @@
 """Every config in configs/ loads, validates, and builds its augmentation pipeline."""
 
-import importlib.util
 import pathlib
 
 import pytest
@@ -13,9 +12,7 @@ CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").rglob
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_is_valid(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = experiments.config_module(path)
     assert module.__doc__ and "python -m jaxlab.main" in module.__doc__, "docstring must give the command"
     config = module.get_config()
     if config.data.source != "digits":  # real-data configs point at folders users may not have
@@ -30,9 +27,7 @@ def test_config_is_valid(path):
 
 def test_cifar100_superclasses_have_five_classes_each():
     path = next(p for p in CONFIGS if p.stem == "cifar100")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = experiments.config_module(path)
     groups = module.CIFAR100_SUPERCLASS
     assert len(groups) == 100 and sorted(groups) == sorted(list(range(20)) * 5)
     # apple -> fruit and vegetables (4), maple / oak / palm / pine / willow -> trees (17)
@@ -41,9 +36,7 @@ def test_cifar100_superclasses_have_five_classes_each():
 
 def _load(stem):
     path = next(p for p in CONFIGS if p.stem == stem and p.parent.name == "dreg")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = experiments.config_module(path)
     return module
 
 
@@ -66,3 +59,13 @@ def test_dreg_config_arguments_are_checked():
         _load("cifar10_resnet18").get_config("100,dreg")
     with pytest.raises(ValueError, match="options"):
         _load("imagenet_resnet50").get_config("dreeg")
+
+
+def test_config_module_loads_a_config_file_that_builds_on_another():
+    """split_mnist.py reuses mnist_add_data.py through config_module: the same data, network and optimiser."""
+    root = pathlib.Path(__file__).resolve().parents[1] / "configs" / "kprior"
+    add_data = experiments.config_module(root / "mnist_add_data.py")
+    split = experiments.config_module(root / "split_mnist.py").get_config()
+    assert add_data.__name__ == "mnist_add_data" and "python -m jaxlab.main" in add_data.__doc__
+    assert split.model.name == add_data.get_config().model.name == "lenet"
+    assert split.kprior.tasks == ("continual", "continual_multihead")

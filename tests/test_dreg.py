@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import warnings
 
 import flax.serialization
@@ -13,7 +14,7 @@ import pytest
 
 from jaxlab import data, dreg, models, parallel
 from jaxlab.errors import ConfigError
-from jaxlab.experiments import dreg_study
+from jaxlab.experiments import config_module, dreg_study
 from jaxlab.experiments import train as train_experiment
 from jaxlab.train import Extension, RunInfo, create_train_state, cross_entropy, make_train_step, train_and_evaluate
 from tests.helpers import blobs_dataset, sigterm_at_batch, tiny_config
@@ -485,14 +486,8 @@ def test_study_stopped_by_sigterm_resumes_to_the_same_results(tmp_path, monkeypa
 
 
 def test_study_config_declares_every_control():
-    import importlib.util
-    import pathlib
-
     path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "dreg" / "fashion_mnist_study.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = config_module(path).get_config()
     config.data.source = "digits"  # the real data's folder may be absent
     dreg_study.validate(config, num_devices=8)
     assert tuple(config.dreg_study.methods) == ("B0", "B1", "B2", "DReg", "B3", "B4")

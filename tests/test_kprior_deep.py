@@ -1,7 +1,6 @@
 """jaxlab.kprior.minibatch: the minibatch K-prior as a trainer extension, and the kprior_deep experiment
 (jaxlab.experiments.kprior_deep) end to end, resumed after SIGTERM."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -319,10 +318,7 @@ def test_add_digit_outside_the_classes_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize("name", ["mnist_add_data", "split_mnist", "mnist_remove_data", "mnist_distill"])
 def test_mnist_configs_are_valid_deep_configs(name):
-    spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = experiments.config_module(CONFIGS / f"{name}.py").get_config()
     check_deep_config(config)
     assert config.experiment == "kprior_deep" and experiments.EXPERIMENTS.lookup("kprior_deep")
 

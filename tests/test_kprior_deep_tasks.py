@@ -2,7 +2,6 @@
 the paper's (jaxlab.kprior.minibatch.residual_prior), tiny kprior_deep runs of both tasks, their config checks, and
 the unchanged run identity of the existing tasks."""
 
-import importlib.util
 import os
 import pathlib
 
@@ -16,7 +15,7 @@ import pytest
 from jaxlab import parallel
 from jaxlab.data import all_examples
 from jaxlab.errors import ConfigError
-from jaxlab.experiments import kprior_deep
+from jaxlab.experiments import config_module, kprior_deep
 from jaxlab.kprior import (
     change_model_prior,
     class_quotas,
@@ -298,10 +297,7 @@ def test_existing_runs_keep_their_identity(name, task, kprior):
     """The config of existing add_data / continual runs (trainer config.json, grid record) is that of before the new
     tasks' fields existed: task_config drops the kprior fields only remove_data / change_model read, and nothing
     else; each new task's runs keep their own fields."""
-    spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = config_module(CONFIGS / f"{name}.py").get_config()
     run_config = kprior_deep.task_config(config, task)
     assert config_json(run_config.kprior) == kprior
     settings = config_json(kprior_deep.run_settings(run_config, run=f"{task}/seed0/base"))

@@ -19,14 +19,12 @@ add-data config's 125-230 s per 1,000-step run on 2 CPU cores; the student's ste
 runs per seed, 25-40 min per seed, 1.5-2 hours for the 3 seeds.
 """
 
-import importlib.util
 import os
 
+from jaxlab.experiments import config_module
+
 # The same data, teacher, optimiser and memory rule as the add-data experiment beside this file.
-_spec = importlib.util.spec_from_file_location("mnist_add_data", os.path.join(os.path.dirname(__file__),
-                                                                              "mnist_add_data.py"))
-_add_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_add_data)
+_add_data = config_module(os.path.join(os.path.dirname(__file__), "mnist_add_data.py"))
 
 
 def get_config():

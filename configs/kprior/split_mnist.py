@@ -17,14 +17,12 @@ Produces results.json and accuracy_vs_memory.png in the workdir. Measured cost: 
 (K-priors, MNIST deep networks).
 """
 
-import importlib.util
 import os
 
+from jaxlab.experiments import config_module
+
 # The same data, network, optimiser and memory rule as the add-data experiment beside this file.
-_spec = importlib.util.spec_from_file_location("mnist_add_data", os.path.join(os.path.dirname(__file__),
-                                                                              "mnist_add_data.py"))
-_add_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_add_data)
+_add_data = config_module(os.path.join(os.path.dirname(__file__), "mnist_add_data.py"))
 
 
 def get_config():

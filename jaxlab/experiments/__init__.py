@@ -15,6 +15,10 @@ helpers, not experiments.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import types
+
 import ml_collections
 
 from jaxlab import config as config_lib
@@ -31,6 +35,15 @@ def base_config(name: str) -> ml_collections.ConfigDict:
     config.experiment = name
     module.extend_config(config)
     return config
+
+
+def config_module(path: str | os.PathLike) -> types.ModuleType:
+    """The config file at `path` (what `--config=` takes: a module with `get_config()`) loaded as a module; a
+    config builds on another with `config_module(os.path.join(os.path.dirname(__file__), "other.py"))`."""
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def validate(config, *, num_devices: int, process_count: int = 1) -> None:
