@@ -8,6 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy import stats
 
@@ -336,7 +337,7 @@ def test_cutmix_box_is_timms_rand_bbox():
 
 def test_label_smoothing_values():
     """timm's mixup_target smoothing on one-hot rows: off = s / K, on = 1 - s + s / K (K = 4, s = 0.1: 0.025, 0.925)."""
-    smoothed = ops._smooth_labels(jax.nn.one_hot(jnp.array([2, 0]), 4), 0.1)
+    smoothed = optax.smooth_labels(jax.nn.one_hot(jnp.array([2, 0]), 4), 0.1)
     np.testing.assert_allclose(smoothed, [[0.025, 0.025, 0.925, 0.025], [0.925, 0.025, 0.025, 0.025]], rtol=1e-6)
     np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-6)
 

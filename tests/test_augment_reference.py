@@ -13,6 +13,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxlab.augment import center_crop_and_resize, grayscale, ops
@@ -89,7 +90,7 @@ def test_mixup_cutmix_equals_timm_given_its_draw(case):
     deterministic part of mixup_cutmix (smoothing, then the mix) gives the same images and targets."""
     use_cutmix, lam, smoothing, top, bottom, left, right = REFERENCE[f"mix_{case}_params"]
     targets = jax.nn.one_hot(REFERENCE[f"mix_{case}_labels"], int(REFERENCE["mix_classes"]))
-    images, mixed = ops._mixup_or_cutmix(_image(f"mix_{case}_images"), ops._smooth_labels(targets, smoothing),
+    images, mixed = ops._mixup_or_cutmix(_image(f"mix_{case}_images"), optax.smooth_labels(targets, smoothing),
                                          bool(use_cutmix), lam, jnp.array([top, left], jnp.int32),
                                          jnp.array([bottom, right], jnp.int32))
     np.testing.assert_allclose(images, REFERENCE[f"mix_{case}_expected_images"], rtol=0, atol=TOLERANCE)

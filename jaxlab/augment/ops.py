@@ -21,6 +21,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxlab.augment.rrc import resample_window
 
@@ -267,12 +268,6 @@ def _mixup_or_cutmix(images: jax.Array, targets: jax.Array, use_cutmix, lam, sta
                               jnp.where(use_cutmix, box_lam, lam))
 
 
-def _smooth_labels(targets: jax.Array, smoothing) -> jax.Array:
-    """(1 - smoothing) y + smoothing / K on (B, K) targets: on a one-hot row, timm's on value 1 - smoothing +
-    smoothing / K and off value smoothing / K (optax.smooth_labels' formula; smoothing may be traced)."""
-    return ((1.0 - smoothing) * targets + smoothing / targets.shape[-1]).astype(targets.dtype)
-
-
 def mixup(key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha=0.2) -> tuple[jax.Array, jax.Array]:
     """mixup (Zhang et al. 2018): x = lam x + (1 - lam) x', y likewise, one lam ~ Beta(alpha, alpha) per batch.
 
@@ -308,7 +303,8 @@ def mixup_cutmix(key: jax.Array, images: jax.Array, targets: jax.Array, *, mixup
     With probability mix_prob the batch is mixed: CutMix with probability switch_prob when both alphas
     are > 0 (only the one whose alpha is > 0 otherwise), lam ~ Beta(alpha, alpha) of the chosen one,
     the CutMix box timm's rand_bbox and lam corrected to its clipped area; otherwise lam = 1 (no mix).
-    Targets: _smooth_labels(y, label_smoothing) (timm's mixup_target on one-hot y) mixed with lam.
+    Targets: optax.smooth_labels(y, label_smoothing), (1 - s) y + s / K (timm's mixup_target on one-hot y:
+    on value 1 - s + s / K, off value s / K, as the trainer's training.label_smoothing), mixed with lam.
     Partner: the batch reversed, as timm. Defaults: the DeiT recipe's settings of timm's Mixup.
     The pipeline passes one-hot targets, so this smoothing is timm's. Smoothing commutes with the mix
     (an affine map of rows that sum to 1), so it equals training.label_smoothing (optax's, in the
@@ -321,4 +317,4 @@ def mixup_cutmix(key: jax.Array, images: jax.Array, targets: jax.Array, *, mixup
     lam = jnp.where(use_cutmix, _mix_weight(cutmix_key, cutmix_alpha), _mix_weight(mixup_key, mixup_alpha))
     lam = jnp.where(jax.random.uniform(apply_key) < mix_prob, lam, 1.0)
     start, stop = _cutmix_box(box_key, lam, images.shape[1], images.shape[2])
-    return _mixup_or_cutmix(images, _smooth_labels(targets, label_smoothing), use_cutmix, lam, start, stop)
+    return _mixup_or_cutmix(images, optax.smooth_labels(targets, label_smoothing), use_cutmix, lam, start, stop)
