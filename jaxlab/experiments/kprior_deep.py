@@ -95,10 +95,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxlab import config as config_lib
 from jaxlab import models, parallel
 from jaxlab.data import all_examples, from_arrays, load_dataset, to_float
 from jaxlab.errors import require
+from jaxlab.experiments import base_config
 from jaxlab.experiments.grid import Grid
 from jaxlab.experiments.reports import plot_accuracy_vs_memory, summarize
 from jaxlab.experiments.train import train_run
@@ -315,14 +315,6 @@ def run_settings(config, **run) -> dict:
                           if key not in ("tasks", "methods", "memory_fractions", "seeds")}
     settings["data"] = {key: value for key, value in settings["data"].items() if key not in ("dir", "path")}
     return {"config": settings, **run}
-
-
-def _default_run_settings() -> dict:
-    """`run_settings`' layout with every field at its default (the grid's reference for fields added since a record
-    was written)."""
-    config = config_lib.base_config()
-    extend_config(config)
-    return {"config": config.to_dict()}
 
 
 class _Experiment:
@@ -646,7 +638,7 @@ def run(config, workdir: str, dataset=None, mesh=None) -> dict[str, Any]:
     arrays = _arrays(dataset, k.subset_fraction, config.data.seed)
     _check_dataset(config, dataset, arrays[1])
     start = time.perf_counter()
-    grid = Grid(workdir, f"kprior_deep {name}", names=_all_run_names(k), defaults=_default_run_settings())
+    grid = Grid(workdir, f"kprior_deep {name}", names=_all_run_names(k), defaults={"config": base_config("kprior_deep").to_dict()})
     experiment = _Experiment(config, grid, mesh, capacity=len(arrays[1]))
     grid.log(f"{len(arrays[1])} training / {len(arrays[3])} test examples; tasks {tuple(k.tasks)}, methods "
              f"{tuple(k.methods)}, memory {tuple(k.memory_fractions)}, seeds {tuple(k.seeds)}; "
