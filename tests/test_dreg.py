@@ -494,3 +494,94 @@ def test_study_config_declares_every_control():
     config.dreg_study.overrides.B1 = {"dreg": {"enabled": True, "matched": True}}
     with pytest.raises(ConfigError, match="'dreg.matched' is not a config field"):
         dreg_study.validate(config, num_devices=8)
+
+
+def _comparison_runs():
+    """B0 at batches 32 and 512 (gap 5-7 points), B1 = B0 + 1 point at 512, DReg = B1 + 2-3 points; 4 seeds."""
+    small, large = [0.80, 0.82, 0.81, 0.83], [0.75, 0.76, 0.74, 0.77]
+    extra = [0.02, 0.03, 0.02, 0.03]
+
+    def run(method, batch_size, seed, accuracy):
+        return {"method": method, "batch_size": batch_size, "seed": seed, "final_accuracy": accuracy}
+
+    return ([run("B0", 32, s, a) for s, a in enumerate(small)] + [run("B0", 512, s, a) for s, a in enumerate(large)]
+            + [run("B1", 512, s, a + 0.01) for s, a in enumerate(large)]
+            + [run("DReg", 512, s, a + 0.01 + e) for s, (a, e) in enumerate(zip(large, extra))])
+
+
+def test_paired_difference_is_a_t_interval_over_seeds():
+    from scipy import stats
+    runs = _comparison_runs()
+    difference = dreg_study.paired_difference(runs, "DReg", "B1", 512)
+    assert difference["seeds"] == [0, 1, 2, 3]
+    half = stats.t.ppf(0.975, 3) * np.std([0.02, 0.03, 0.02, 0.03], ddof=1) / 2
+    assert difference["mean"] == pytest.approx(0.025)
+    assert (difference["lower"], difference["upper"]) == pytest.approx((0.025 - half, 0.025 + half))
+    gap = dreg_study.paired_difference(runs, "B0", "B0", 32, 512)
+    assert gap["mean"] == pytest.approx(0.06) and gap["versus_batch_size"] == 512
+    runs[-1]["final_accuracy"] = None  # a diverged DReg run drops its seed from the pairs
+    assert dreg_study.paired_difference(runs, "DReg", "B1", 512)["seeds"] == [0, 1, 2]
+    single = dreg_study.paired_difference(runs[:1] + runs[4:5], "B0", "B0", 32, 512)
+    assert single["seeds"] == [0] and single["lower"] is None  # one pair: no interval
+
+
+def test_compare_reports_the_gap_the_share_closed_and_a_verdict_against_the_controls(tmp_path):
+    runs = _comparison_runs()
+    [row] = dreg_study.compare(runs, ("B0", "B1", "DReg"), (32, 512), subject="DReg", controls=("B1",))
+    assert row["gap"]["mean"] == pytest.approx(0.06)
+    assert row["baseline_ratio"] == pytest.approx(np.mean([0.75, 0.76, 0.74, 0.77]) / np.mean([0.80, 0.82, 0.81, 0.83]))
+    shares = {d["method"]: d["share_of_gap"] for d in row["versus_reference"]}
+    assert shares == pytest.approx({"B1": 0.01 / 0.06, "DReg": 0.035 / 0.06})
+    assert [d["versus"] for d in row["subject"]] == ["B0", "B1"]
+    assert "DReg closes part of the gap beyond B1" in row["verdict"]
+    for r in runs:  # DReg no better than B1 on two seeds: the interval includes 0
+        if r["method"] == "DReg" and r["seed"] in (0, 2):
+            r["final_accuracy"] -= 0.03
+    [row] = dreg_study.compare(runs, ("B0", "B1", "DReg"), (32, 512), subject="DReg", controls=("B1",))
+    assert "no evidence that DReg closes any of the gap beyond B1" in row["verdict"]
+    results = {"dataset": "toy", "methods": ["B0", "B1", "DReg"], "seeds": [0, 1, 2, 3], "comparisons": [row]}
+    fig = dreg_study.plot_differences(results, str(tmp_path / "differences.png"))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["DReg", "B1"]
+    assert ax.get_title().startswith("batch 512: gap +6.00")
+    assert (tmp_path / "differences.png").stat().st_size > 0
+
+
+def test_study_runs_methods_at_their_batch_sizes_and_controls_follow_the_tuned_layer(tmp_path):
+    """B3 only at the large batch; B2 replicates the layer DReg was tuned to (here the hidden layer, the only
+    candidate's); results.md has the paired comparison and its verdict."""
+    config = tiny_config("dreg_study", **{"training.num_epochs": 1.0, "training.num_train_steps": -1})
+    config.dreg_study.update(
+        methods=("B0", "B2", "DReg", "B3"), subject="DReg",
+        overrides={"B0": {}, "B2": {"dreg": {"enabled": True, "coefficient": 0.0}},
+                   "DReg": {"dreg": {"enabled": True}}, "B3": {}},
+        candidates={"DReg": {"hidden": {"dreg": {"layer": "Dense_0"}}}},
+        method_batch_sizes={"B3": (64,)}, layer_follows={"B2": "DReg"},
+        batch_sizes=(32, 64), seeds=(0, 1), train_examples=128, validation_examples=64, test_examples=64)
+    dreg_study.run(config, str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    cells = {(r["method"], r["batch_size"]) for r in results["runs"]}
+    assert ("B3", 32) not in cells and ("B3", 64) in cells and len(results["runs"]) == 14
+    assert results["followed_layers"] == {"B2": {"follows": "DReg", "layer": "Dense_0"}}
+    with open(tmp_path / "runs" / "B2_bs32_seed0" / "config.json") as f:
+        assert json.load(f)["dreg"]["layer"] == "Dense_0"
+    [row] = results["comparisons"]
+    assert row["batch_size"] == 64 and [d["versus"] for d in row["subject"]] == ["B0", "B2", "B3"]
+    table = (tmp_path / "results.md").read_text()
+    assert "Verdict: batch 64: gap" in table and "B2 replicates the layer chosen for DReg: 'Dense_0'" in table
+    assert (tmp_path / "differences.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("method_batch_sizes", {"B3": (4096,)}, "must be a non-empty subset"),
+    ("method_batch_sizes", {"B0": (32,)}, "the first method 'B0' is the reference"),
+    ("layer_follows", {"B2": "B0"}, "maps a method of"),
+    ("subject", "DReg2", "'DReg2' is not one of"),
+])
+def test_study_config_errors_for_batch_sizes_controls_and_subject(field, value, message):
+    config = tiny_config("dreg_study", **{"training.num_epochs": 1.0, "training.num_train_steps": -1})
+    config.dreg_study.update(methods=("B0", "B2", "DReg", "B3"), batch_sizes=(32, 64),
+                             overrides={"B0": {}, "B2": {}, "DReg": {}, "B3": {}})
+    config.dreg_study[field] = value
+    with pytest.raises(ConfigError, match=message):
+        dreg_study.validate(config, num_devices=8)

@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from jaxlab import data, parallel
+from jaxlab.classwise.metrics import mean_and_interval
 from jaxlab.errors import ConfigError, NonFiniteError
 from jaxlab.experiments import train as train_experiment
 from jaxlab.experiments.grid import Grid
@@ -48,6 +49,7 @@ from jaxlab.train.metrics import write_json
 
 RESULTS_FILE = "results.json"
 PLOT_FILE = "convergence.png"
+DIFFERENCES_PLOT_FILE = "differences.png"
 TABLE_FILE = "results.md"
 
 
@@ -60,6 +62,11 @@ def extend_config(config) -> None:
         candidates={},            # tuned method -> {candidate -> overrides}, picked on a validation split
         batch_sizes=(128, 4096),
         seeds=(0, 1, 2),
+        method_batch_sizes={},    # method -> the batch sizes it runs at (default: all of batch_sizes), e.g. the tuned
+                                  # large-batch baselines only at the large ones
+        layer_follows={},         # control -> tuned method whose chosen dreg.layer it replicates (B1/B2 the layer
+                                  # DReg was tuned to, so they stay DReg's controls)
+        subject="",               # the method under study: paired differences against every other method
         sweep_batch_sizes=(),     # where candidates are compared; () = the largest of batch_sizes
         sweep_seeds=(0,),
         train_examples=0,         # first N examples of the train split (0 = all)
@@ -96,13 +103,33 @@ def _sweep_batch_sizes(study) -> tuple[int, ...]:
     return tuple(study.sweep_batch_sizes) or (max(study.batch_sizes),)
 
 
-def _method_config(config, method: str, candidate: str | None = None):
+def _batch_sizes_of(study, method: str) -> tuple[int, ...]:
+    """The batch sizes `method` runs at: method_batch_sizes[method], else all of batch_sizes."""
+    return tuple(study.method_batch_sizes.get(method, study.batch_sizes))
+
+
+def _method_config(config, method: str, candidate: str | None = None, layer: str | None = None):
+    """The study config with `method`'s overrides, then `candidate`'s, then dreg.layer = `layer` if given."""
     study = config.dreg_study
     run_config = apply_overrides(config, study.overrides.get(method, {}), f"dreg_study.overrides.{method}")
     if candidate is not None:
         run_config = apply_overrides(run_config, study.candidates[method][candidate],
                                      f"dreg_study.candidates.{method}.{candidate}")
+    if layer is not None:
+        run_config = apply_overrides(run_config, {"dreg": {"layer": layer}}, f"dreg_study.layer_follows.{method}")
     return run_config
+
+
+def _followed_layer(config, method: str, selection: dict) -> str | None:
+    """The dreg.layer of the candidate chosen for the method `method` follows (layer_follows), else None."""
+    leader = config.dreg_study.layer_follows.get(method)
+    return _method_config(config, leader, selection[leader]["chosen"]).dreg.layer if leader else None
+
+
+def _grid_method_config(config, method: str, selection: dict):
+    """`method`'s config in the grid: its chosen candidate (tuned methods), the layer of the one it follows."""
+    return _method_config(config, method, selection.get(method, {}).get("chosen"),
+                          _followed_layer(config, method, selection))
 
 
 def _run_config(method_config, batch_size: int, seed: int):
@@ -145,12 +172,31 @@ def validate(config, *, num_devices: int, process_count: int = 1) -> None:
     if study.candidates and study.validation_examples <= 0:
         raise ConfigError("dreg_study.validation_examples", "tuned methods (dreg_study.candidates) need a "
                           "validation split held out from the training set: set validation_examples > 0")
+    for method, sizes in study.method_batch_sizes.items():
+        if method not in methods:
+            raise ConfigError("dreg_study.method_batch_sizes", f"{method!r} is not one of dreg_study.methods {methods}")
+        if not sizes or not set(sizes) <= set(study.batch_sizes):
+            raise ConfigError(f"dreg_study.method_batch_sizes.{method}", f"{tuple(sizes)} must be a non-empty subset "
+                              f"of dreg_study.batch_sizes {tuple(study.batch_sizes)}")
+    if set(_batch_sizes_of(study, methods[0])) != set(study.batch_sizes):
+        raise ConfigError("dreg_study.method_batch_sizes", f"the first method {methods[0]!r} is the reference at "
+                          "every batch size (the gap and the overheads are measured against it): it must run at all")
+    for method, leader in study.layer_follows.items():
+        if method not in methods or leader not in study.candidates:
+            raise ConfigError(f"dreg_study.layer_follows.{method}", f"maps a method of {methods} to a tuned method "
+                              f"(one of dreg_study.candidates {tuple(study.candidates)}), got {method!r} -> {leader!r}")
+    if study.subject and study.subject not in methods:
+        raise ConfigError("dreg_study.subject", f"{study.subject!r} is not one of dreg_study.methods {methods}")
     for method in methods:
+        leader = study.layer_follows.get(method)
+        layers = {_method_config(config, leader, c).dreg.layer for c in study.candidates[leader]} if leader else {None}
         for candidate in study.candidates.get(method, {None: None}):
-            method_config = _method_config(config, method, candidate)
-            for batch_size in set(study.batch_sizes) | set(_sweep_batch_sizes(study)):
-                train_experiment.validate(_run_config(method_config, batch_size, 0), num_devices=num_devices,
-                                          process_count=process_count)
+            sizes = set(_batch_sizes_of(study, method)) | (set(_sweep_batch_sizes(study)) if candidate else set())
+            for layer in layers:
+                method_config = _method_config(config, method, candidate, layer)
+                for batch_size in sorted(sizes):
+                    train_experiment.validate(_run_config(method_config, batch_size, 0), num_devices=num_devices,
+                                              process_count=process_count)
 
 
 def study_datasets(dataset: data.Dataset, study) -> tuple[data.Dataset, data.Dataset | None]:
@@ -256,6 +302,74 @@ def aggregate(runs: list[dict], methods, batch_sizes) -> list[dict]:
     return rows
 
 
+def paired_difference(runs: list[dict], method: str, versus: str, batch_size: int,
+                      versus_batch_size: int | None = None) -> dict:
+    """Final test accuracy of `method` at `batch_size` minus `versus` at `versus_batch_size` (default the same),
+    paired by seed over the seeds where both finished: mean and 95% Student-t interval (None below 2 pairs)."""
+    versus_batch_size = batch_size if versus_batch_size is None else versus_batch_size
+
+    def by_seed(name, size):
+        return {r["seed"]: r["final_accuracy"] for r in runs
+                if r["method"] == name and r["batch_size"] == size and r["final_accuracy"] is not None}
+
+    a, b = by_seed(method, batch_size), by_seed(versus, versus_batch_size)
+    seeds = sorted(set(a) & set(b))
+    mean, lower, upper = (float(v) for v in mean_and_interval([a[s] - b[s] for s in seeds], bounds=(-1.0, 1.0)))
+    return {"method": method, "batch_size": batch_size, "versus": versus, "versus_batch_size": versus_batch_size,
+            "seeds": seeds, **{k: None if np.isnan(v) else v for k, v in
+                               (("mean", mean), ("lower", lower), ("upper", upper))}}
+
+
+def _points(difference: dict) -> str:
+    """'+1.23 [0.40, 2.06]' in accuracy points, or 'n/a (k pairs)'."""
+    if difference["lower"] is None:
+        return f"n/a ({len(difference['seeds'])} pair(s))"
+    return "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * difference[k] for k in ("mean", "lower", "upper")))
+
+
+def compare(runs: list[dict], methods, batch_sizes, subject: str = "", controls=()) -> list[dict]:
+    """Per batch size above the smallest, paired by seed with 95% intervals:
+    - gap: methods[0] (the reference) at the smallest batch minus the reference at this batch;
+    - baseline_ratio: the reference's mean accuracy here over its mean at the smallest batch;
+    - versus_reference: every other method minus the reference at this batch, and the share of the gap it closes;
+    - subject: `subject` minus every other method at this batch;
+    - verdict: whether the subject closes any of the gap beyond `controls` (its lower bound against each > 0)."""
+    reference, sizes = methods[0], sorted(batch_sizes)
+    rows = []
+    for size in sizes[1:]:
+        present = [m for m in methods if any(r["method"] == m and r["batch_size"] == size for r in runs)]
+        gap = paired_difference(runs, reference, reference, sizes[0], size)
+        means = {b: _mean_std([r["final_accuracy"] for r in runs if r["method"] == reference and r["batch_size"] == b])[0]
+                 for b in (sizes[0], size)}
+        versus_reference = [{**paired_difference(runs, m, reference, size),
+                             "share_of_gap": None} for m in present if m != reference]
+        for difference in versus_reference:
+            if difference["mean"] is not None and gap["mean"]:
+                difference["share_of_gap"] = difference["mean"] / gap["mean"]
+        against = [paired_difference(runs, subject, m, size) for m in present if m != subject] \
+            if subject in present else []
+        rows.append({"batch_size": size, "reference": reference, "reference_batch_size": sizes[0], "gap": gap,
+                     "baseline_ratio": means[size] / means[sizes[0]] if None not in means.values() else None,
+                     "versus_reference": versus_reference, "subject": against,
+                     "verdict": _verdict(size, sizes[0], reference, gap, subject, against, controls)})
+    return rows
+
+
+def _verdict(size, reference_size, reference, gap, subject, against, controls) -> str:
+    """One line per batch size: the gap, the subject's paired differences, and whether it beats every control."""
+    text = f"batch {size}: gap ({reference} at {reference_size} - at {size}) {_points(gap)} points"
+    controls = [d for d in against if d["versus"] in controls]
+    if not subject or not against:
+        return text
+    parts = ", ".join(f"{subject} - {d['versus']} {_points(d)}" for d in against)
+    if not controls or any(d["lower"] is None for d in controls):
+        return f"{text}; {parts}; too few seeds for a verdict"
+    beyond = all(d["lower"] > 0 for d in controls)
+    names = " and ".join(d["versus"] for d in controls)
+    return (f"{text}; {parts}; " + (f"{subject} closes part of the gap beyond {names} (every interval above 0)"
+                                     if beyond else f"no evidence that {subject} closes any of the gap beyond {names}"))
+
+
 def format_table(results: dict) -> str:
     """results.json's per (method, batch size) summary as a markdown table (results.md)."""
     def number(value, fmt):
@@ -279,6 +393,18 @@ def format_table(results: dict) -> str:
         scores = ", ".join(f"{c}: {number(v, '.4f')}" for c, v in chosen["validation_accuracy"].items())
         lines.append(f"\n{method}: chose {chosen['chosen']} on the validation split at batch "
                      f"{chosen['batch_sizes']}, seeds {chosen['seeds']} ({scores})")
+    for method, followed in results.get("followed_layers", {}).items():
+        lines.append(f"\n{method} replicates the layer chosen for {followed['follows']}: "
+                     f"{followed['layer'] or 'the classifier'!r}")
+    for row in results.get("comparisons", []):
+        lines += ["", f"Batch {row['batch_size']}, paired by seed (95% t intervals, accuracy points): "
+                  f"{row['reference']} keeps {number(row['baseline_ratio'], '.1%')} of its batch-"
+                  f"{row['reference_batch_size']} accuracy.", "",
+                  f"| method | minus {row['reference']} | share of the gap closed |", "|---|---|---|",
+                  f"| gap: {row['reference']} at {row['reference_batch_size']} | {_points(row['gap'])} | - |"]
+        lines += [f"| {d['method']} | {_points(d)} | {number(d['share_of_gap'], '.0%')} |"
+                  for d in row["versus_reference"]]
+        lines += ["", f"Verdict: {row['verdict']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -354,6 +480,39 @@ def plot_convergence(results: dict, path: str) -> Figure:
     return fig
 
 
+def plot_differences(results: dict, path: str) -> Figure:
+    """results.json's paired comparisons: a panel per batch size above the smallest, a row per method with its
+    mean paired difference to the reference at that batch and the 95% interval (accuracy points); 0 is the reference
+    at that batch, the dashed line and band the reference at the smallest batch (closing the whole gap). The subject
+    is drawn in red. Saves to `path`, returns the figure."""
+    rows = [row for row in results["comparisons"] if row["gap"]["lower"] is not None]  # >= 2 seeds
+    fig = Figure(figsize=(5.0 * len(rows), 0.45 * len(results["methods"]) + 1.9), layout="constrained")
+    subject = next((d["method"] for row in rows for d in row["subject"]), None)
+    for ax, row in zip(fig.subplots(1, len(rows), squeeze=False)[0], rows):
+        gap = {k: 100 * row["gap"][k] for k in ("mean", "lower", "upper")}
+        ax.axvspan(gap["lower"], gap["upper"], color="0.85", zorder=0)
+        ax.axvline(gap["mean"], color="0.3", linestyle="--", linewidth=1.2,
+                   label=f"{row['reference']} at batch {row['reference_batch_size']} (95% interval shaded)")
+        ax.axvline(0, color="black", linewidth=1.0, label=f"{row['reference']} at this batch")
+        differences = [d for d in row["versus_reference"] if d["mean"] is not None][::-1]
+        for y, d in enumerate(differences):
+            lower = 100 * (d["lower"] if d["lower"] is not None else d["mean"])
+            upper = 100 * (d["upper"] if d["upper"] is not None else d["mean"])
+            color = "C3" if d["method"] == subject else "C0"
+            ax.errorbar(100 * d["mean"], y, xerr=[[100 * d["mean"] - lower], [upper - 100 * d["mean"]]], fmt="o",
+                        color=color, capsize=4, markersize=6)
+        ax.set_yticks(range(len(differences)), [d["method"] for d in differences])
+        ax.set_ylim(-0.6, len(differences) - 0.4)
+        ax.set_title(f"batch {row['batch_size']}: gap {_points(row['gap'])} points", fontsize=10)
+        ax.set_xlabel(f"test accuracy minus {row['reference']} at batch {row['batch_size']} (points, paired by seed)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"{results['dataset']}: mean paired difference over {len(results['seeds'])} seeds with 95% "
+                 f"t intervals", fontsize=10)
+    fig.savefig(path, dpi=120)
+    return fig
+
+
 def _select_candidates(config, grid: Grid, sweep_dataset, mesh, num_epochs) -> dict:
     """{method: {"chosen", "validation_accuracy": {candidate: mean}}} from the validation sweep."""
     study, selection = config.dreg_study, {}
@@ -383,7 +542,13 @@ def _run_names(study) -> list[str]:
     """Every run of the study, in the order they are trained (candidates first, then the grid a seed at a time)."""
     names = ["sweep/" + run_name(f"{m}-{c}", b, s) for m in study.methods for c in study.candidates.get(m, {})
              for b in _sweep_batch_sizes(study) for s in study.sweep_seeds]
-    return names + [run_name(m, b, s) for s in study.seeds for b in study.batch_sizes for m in study.methods]
+    return names + [run_name(m, b, s) for m, b, s in _grid_cells(study)]
+
+
+def _grid_cells(study) -> list[tuple[str, int, int]]:
+    """(method, batch size, seed) of every grid run, a seed at a time."""
+    return [(m, b, s) for s in study.seeds for b in study.batch_sizes for m in study.methods
+            if b in _batch_sizes_of(study, m)]
 
 
 def run(config, workdir: str) -> dict:
@@ -417,10 +582,12 @@ def run(config, workdir: str) -> dict:
 def _run_grid(config, grid: Grid, workdir: str, main_dataset, sweep_dataset, mesh, num_epochs: int) -> dict:
     study = config.dreg_study
     selection = _select_candidates(config, grid, sweep_dataset, mesh, num_epochs)
-    cells = [(m, b, s) for s in study.seeds for b in study.batch_sizes for m in study.methods]  # a seed at a time
+    cells = _grid_cells(study)
+    followed = {method: {"follows": leader, "layer": _followed_layer(config, method, selection)}
+                for method, leader in study.layer_follows.items()}
     runs = []
     for i, (method, batch_size, seed) in enumerate(cells):
-        method_config = _method_config(config, method, selection.get(method, {}).get("chosen"))
+        method_config = _grid_method_config(config, method, selection)
         record = _train_run(grid, run_name(method, batch_size, seed), _run_config(method_config, batch_size, seed),
                             main_dataset, mesh, num_epochs, study.target_accuracy)
         runs.append({"method": method, "batch_size": batch_size, "seed": seed, **record})
@@ -433,11 +600,16 @@ def _run_grid(config, grid: Grid, workdir: str, main_dataset, sweep_dataset, mes
             "test_examples": len(main_dataset.test), "num_epochs": num_epochs, "num_devices": mesh.size,
             "target_accuracy": study.target_accuracy, "methods": list(study.methods),
             "batch_sizes": list(study.batch_sizes), "seeds": list(study.seeds), "selection": selection,
-            "summary": rows, "runs": runs,
+            "followed_layers": followed, "summary": rows,
+            "comparisons": compare(runs, tuple(study.methods), tuple(study.batch_sizes), study.subject,
+                                   tuple(study.layer_follows)),
+            "runs": runs,
         }
         write_json(os.path.join(workdir, RESULTS_FILE), results)
         with open(os.path.join(workdir, TABLE_FILE), "w") as f:
             f.write(format_table(results))
-        if i + 1 == len(cells) or cells[i + 1][2] != seed:  # the plot after each seed's block
+        if i + 1 == len(cells) or cells[i + 1][2] != seed:  # the plots after each seed's block
             plot_convergence(results, os.path.join(workdir, PLOT_FILE))
+            if any(c["gap"]["lower"] is not None for c in results["comparisons"]):
+                plot_differences(results, os.path.join(workdir, DIFFERENCES_PLOT_FILE))
     return results
