@@ -14,6 +14,14 @@ Protocol (config.dreg_study):
   training set (the `validation_examples` train examples after them), never on the test split.
   The candidate with the best mean final validation accuracy is the method in the grid; a
   candidate with a diverged run is never chosen. results.json lists every candidate's score.
+- `method_batch_sizes[method]` restricts a method to some of batch_sizes (default: all; the first method, the
+  reference, runs at every one); `layer_follows[control] = tuned` makes a control replicate the dreg.layer of the
+  candidate chosen for `tuned` (B1 and B2 stay DReg's controls when DReg's layer is tuned).
+- Comparisons (`compare`, results.json "comparisons", results.md, differences.png): per batch size above the
+  smallest, paired by seed with 95% Student-t intervals, the gap (reference at the smallest batch minus reference
+  here), every method minus the reference and the share of the gap it closes, `subject` minus every other method,
+  and a verdict: the subject closes part of the gap beyond its controls (layer_follows) only if every interval
+  against them lies above 0.
 - Runs form one resumable grid (jaxlab.experiments.grid): <workdir>/runs/<method>_bs<B>_seed<S>/
   (candidate runs under runs/sweep/), each record in <workdir>/records/; a finished or diverged
   (non-finite loss) run is never trained again and an interrupted one resumes from its checkpoint,
@@ -23,9 +31,10 @@ Outputs (rewritten after every run, "complete": false until the grid is done): r
 run: method, batch_size, seed, final test accuracy, accuracy per epoch, steps per epoch, steps /
 epochs to config.dreg_study.target_accuracy (null if never reached), mean step time, diverged,
 the copies' final cosine; per method and batch size: mean and std over seeds, the step-time
-overhead relative to the first method; the candidate selection), results.md (that summary as a
-table) and convergence.png (`plot_convergence`: test accuracy vs epoch, one panel per batch size, one line per
-method, mean over seeds; the target accuracy line, diverged runs flagged, coinciding curves named).
+overhead relative to the first method; the candidate selection; the comparisons), results.md (that summary as
+tables and the verdict), convergence.png (`plot_convergence`: test accuracy vs epoch, one panel per batch size, one
+line per method, mean over seeds; the target accuracy line, diverged runs flagged, coinciding curves named) and
+differences.png (`plot_differences`: each method minus the reference with its interval, against the gap).
 """
 
 from __future__ import annotations
