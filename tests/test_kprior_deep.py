@@ -206,6 +206,8 @@ def test_tiny_add_data_run_writes_results_and_resumes(tmp_path, capsys):
     _check_records(records)
     assert records[0]["memory_size"] == 72  # all of the past data (3 classes x 24)
     assert os.path.getsize(os.path.join(workdir, "accuracy_vs_memory.png")) > 0
+    table = open(os.path.join(workdir, "results.md")).read()
+    assert f"| K-prior | {100 * records[0]['test_accuracy']:.1f} +- 0.0 |" in table
     assert sorted(os.listdir(os.path.join(workdir, "runs", "add_data", "seed0"))) == ["base"]
     capsys.readouterr()
     kprior_deep.run(config, workdir, dataset=dataset, mesh=mesh)  # resumable: nothing left to train

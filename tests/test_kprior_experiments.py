@@ -15,7 +15,7 @@ from sklearn.datasets import dump_svmlight_file
 from jaxlab import kprior
 from jaxlab.errors import ConfigError
 from jaxlab.experiments import kprior_adaptation as experiment
-from jaxlab.experiments.reports import RECORD_KEYS, plot_accuracy_vs_memory
+from jaxlab.experiments.reports import RECORD_KEYS, memory_table, plot_accuracy_vs_memory
 from jaxlab.kprior import AdaptationProblem
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs" / "kprior"
@@ -283,3 +283,19 @@ def test_mlp_gathered_memory_runs(tmp_path):
     assert all(0 <= r["test_accuracy"] <= 1 and np.isfinite(r["grad_error"]) for r in records)
     sizes = {(r["task"], r["memory_fraction"]): r["memory_size"] for r in records if r["method"] == "kprior"}
     assert sizes[("change_model", 0.1)] < sizes[("change_model", 1.0)]
+
+
+def test_memory_table_gives_mean_and_std_over_seeds_per_method_and_memory():
+    def record(method, fraction, seed, accuracy, size):
+        return {"task": "remove_data", "method": method, "memory_fraction": fraction, "seed": seed,
+                "test_accuracy": accuracy, "grad_error": 0.0, "memory_size": size}
+
+    records = [record("kprior", 0.1, 0, 0.90, 100), record("kprior", 0.1, 1, 0.94, 102),
+               record("kprior", 1.0, 0, 0.97, 1000), record("kprior", 1.0, 1, 0.97, 1000),
+               record("batch", 0.1, 0, 0.98, 1000), record("batch", 1.0, 0, 0.98, 1000),
+               record("batch", 0.1, 1, 0.96, 1000), record("batch", 1.0, 1, 0.96, 1000)]
+    lines = memory_table(records).splitlines()
+    assert lines[0] == "remove data: test accuracy (%), mean +- std over seeds [0, 1]"
+    assert lines[2] == "| method | 100% (1,000 points) | 10% (101 points) |"  # K-prior's memory, largest first
+    assert lines[4] == "| K-prior | 97.0 +- 0.0 | 92.0 +- 2.0 |"
+    assert lines[5] == "| Batch (retraining on all data) | 97.0 +- 1.0 | 97.0 +- 1.0 |"

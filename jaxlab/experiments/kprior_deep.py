@@ -79,7 +79,8 @@ running trainer run checkpoints, `run` returns {"finished": False, "preempted": 
 continues and gives the records an uninterrupted run gives (timing fields aside).
 
 Outputs in the workdir: results.json (records task, method, memory_fraction, seed, test_accuracy, grad_error,
-memory_size, seconds; rewritten after each record), accuracy_vs_memory.png (`jaxlab.experiments.reports`).
+memory_size, seconds; rewritten after each record), accuracy_vs_memory.png and results.md (mean +- std over seeds
+per task, method and memory fraction; `jaxlab.experiments.reports`).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ from jaxlab.data import all_examples, from_arrays, load_dataset, to_float
 from jaxlab.errors import require
 from jaxlab.experiments import base_config
 from jaxlab.experiments.grid import Grid
-from jaxlab.experiments.reports import plot_accuracy_vs_memory, summarize
+from jaxlab.experiments.reports import memory_table, plot_accuracy_vs_memory, summarize
 from jaxlab.experiments.train import train_run
 from jaxlab.kprior import (
     KPrior,
@@ -134,6 +135,7 @@ MODELS = ("mlp", "lenet", "glm")  # no BatchNorm statistics: f_w is a function o
 SELECTIONS = ("lambda", "random")
 RESULTS_FILE = "results.json"
 PLOT_FILE = "accuracy_vs_memory.png"
+TABLE_FILE = "results.md"
 
 
 def extend_config(config) -> None:
@@ -626,7 +628,7 @@ def _run_continual(experiment: _Experiment, arrays, num_classes: int, seed: int,
 
 def run(config, workdir: str, dataset=None, mesh=None) -> dict[str, Any]:
     """Every task x method x memory fraction x seed of config.kprior, each a trainer run of one resumable grid;
-    writes results.json and accuracy_vs_memory.png. `dataset`: a `jaxlab.data.Dataset` instead of config.data;
+    writes results.json, accuracy_vs_memory.png and results.md. `dataset`: a `jaxlab.data.Dataset` instead of config.data;
     `mesh`: the trainer's devices (default: all). SIGTERM: returns {"finished": False, "preempted": True}."""
     mesh = mesh if mesh is not None else parallel.make_mesh()
     validate(config, num_devices=mesh.size, process_count=jax.process_count())
@@ -662,6 +664,9 @@ def run(config, workdir: str, dataset=None, mesh=None) -> dict[str, Any]:
     wall = time.perf_counter() - start
     plot = os.path.join(workdir, PLOT_FILE)
     plot_accuracy_vs_memory(experiment.records, plot, title=name)
+    with open(os.path.join(workdir, TABLE_FILE), "w") as f:
+        f.write(f"{name}: {len(experiment.records)} records, {wall:.0f} s wall this call\n\n"
+                + memory_table(experiment.records))
     for (task, method, fraction), (mean, std, _, _) in sorted(summarize(experiment.records).items()):
         grid.log(f"{task:9s} {method:8s} memory {fraction:6.3f}: {mean:.4f} +- {std:.4f}")
     grid.log(f"done in {wall:.1f}s: {len(experiment.records)} records -> {experiment.path}, {plot}")

@@ -1,8 +1,9 @@
 """Plots and tables shared by the experiments (a helper module, not an experiment).
 
 K-prior experiments (kprior_adaptation, kprior_deep): `RECORD_KEYS` (the fields every record of their
-results.json has), `summarize(records)` (test accuracy over seeds per task, method and memory fraction) and
-`plot_accuracy_vs_memory(records, path)` (one panel per task, accuracy against memory size).
+results.json has), `summarize(records)` (test accuracy over seeds per task, method and memory fraction),
+`memory_table(records)` (that summary as markdown tables: results.md) and `plot_accuracy_vs_memory(records, path)`
+(one panel per task, accuracy against memory size).
 """
 
 from __future__ import annotations
@@ -43,6 +44,32 @@ def summarize(records: list[dict]) -> dict:
         groups.setdefault((r["task"], r["method"], r["memory_fraction"]), []).append(r["test_accuracy"])
     return {key: (float(np.mean(v)), float(np.std(v)), float(np.min(v)), float(np.max(v)))
             for key, v in groups.items()}
+
+
+def memory_table(records: list[dict]) -> str:
+    """summarize(records) as markdown, a table per task: a row per method (KPRIOR_METHOD_STYLES order), a column
+    per memory fraction (largest first, with the memory's mean size in points when the records have it); cells
+    are test accuracy in %, mean +- std over seeds (population std), with the number of seeds."""
+    summary = summarize(records)
+    lines = []
+    for task in [t for t in KPRIOR_TASK_TITLES if any(r["task"] == t for r in records)]:
+        fractions = sorted({r["memory_fraction"] for r in records if r["task"] == task}, reverse=True)
+
+        def size(fraction):
+            sizes = [r["memory_size"] for r in records if r["task"] == task and r["memory_fraction"] == fraction
+                     and r.get("memory_size") and r["method"] in ("kprior", "replay")]
+            return f"{fraction:.0%}" + (f" ({np.mean(sizes):,.0f} points)" if sizes else "")
+
+        seeds = sorted({r["seed"] for r in records if r["task"] == task})
+        lines += [f"{KPRIOR_TASK_TITLES[task]}: test accuracy (%), mean +- std over seeds {seeds}", "",
+                  "| method | " + " | ".join(size(f) for f in fractions) + " |",
+                  "|---" * (len(fractions) + 1) + "|"]
+        for method in [m for m in KPRIOR_METHOD_STYLES if (task, m, fractions[0]) in summary]:
+            cells = [summary.get((task, method, f)) for f in fractions]
+            lines.append(f"| {KPRIOR_METHOD_STYLES[method][0]} | " + " | ".join(
+                "-" if c is None else f"{100 * c[0]:.1f} +- {100 * c[1]:.1f}" for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def plot_accuracy_vs_memory(records: list[dict], path: str, title: str = "") -> Figure:
