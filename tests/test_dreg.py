@@ -542,7 +542,9 @@ def test_compare_reports_the_gap_the_share_closed_and_a_verdict_against_the_cont
     results = {"dataset": "toy", "methods": ["B0", "B1", "DReg"], "seeds": [0, 1, 2, 3], "comparisons": [row]}
     fig = dreg_study.plot_differences(results, str(tmp_path / "differences.png"))
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["DReg", "B1"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["DReg (n=4)", "B1 (n=4)"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["B0 at this batch", "B0 at batch 32",
+                                                                 "its 95% interval"]
     assert ax.get_title().startswith("batch 512: gap +6.00")
     assert (tmp_path / "differences.png").stat().st_size > 0
 

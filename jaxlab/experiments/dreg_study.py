@@ -490,34 +490,36 @@ def plot_convergence(results: dict, path: str) -> Figure:
 
 
 def plot_differences(results: dict, path: str) -> Figure:
-    """results.json's paired comparisons: a panel per batch size above the smallest, a row per method with its
-    mean paired difference to the reference at that batch and the 95% interval (accuracy points); 0 is the reference
-    at that batch, the dashed line and band the reference at the smallest batch (closing the whole gap). The subject
-    is drawn in red. Saves to `path`, returns the figure."""
+    """results.json's paired comparisons: a panel per batch size above the smallest, a row per method (labelled
+    with its number of seed pairs) with its mean paired difference to the reference at that batch and the 95%
+    interval (accuracy points; a point alone below 2 pairs); 0 is the reference at that batch, the dashed line and
+    band the reference at the smallest batch (closing the whole gap). The subject is drawn in red. Saves to
+    `path`, returns the figure."""
     rows = [row for row in results["comparisons"] if row["gap"]["lower"] is not None]  # >= 2 seeds
-    fig = Figure(figsize=(5.0 * len(rows), 0.45 * len(results["methods"]) + 1.9), layout="constrained")
+    fig = Figure(figsize=(5.0 * len(rows), 0.45 * len(results["methods"]) + 2.2), layout="constrained")
     subject = next((d["method"] for row in rows for d in row["subject"]), None)
     for ax, row in zip(fig.subplots(1, len(rows), squeeze=False)[0], rows):
         gap = {k: 100 * row["gap"][k] for k in ("mean", "lower", "upper")}
-        ax.axvspan(gap["lower"], gap["upper"], color="0.85", zorder=0)
-        ax.axvline(gap["mean"], color="0.3", linestyle="--", linewidth=1.2,
-                   label=f"{row['reference']} at batch {row['reference_batch_size']} (95% interval shaded)")
-        ax.axvline(0, color="black", linewidth=1.0, label=f"{row['reference']} at this batch")
+        band = ax.axvspan(gap["lower"], gap["upper"], color="0.85", zorder=0)
+        level = ax.axvline(gap["mean"], color="0.3", linestyle="--", linewidth=1.2)
+        zero = ax.axvline(0, color="black", linewidth=1.0)
         differences = [d for d in row["versus_reference"] if d["mean"] is not None][::-1]
         for y, d in enumerate(differences):
-            lower = 100 * (d["lower"] if d["lower"] is not None else d["mean"])
-            upper = 100 * (d["upper"] if d["upper"] is not None else d["mean"])
-            color = "C3" if d["method"] == subject else "C0"
-            ax.errorbar(100 * d["mean"], y, xerr=[[100 * d["mean"] - lower], [upper - 100 * d["mean"]]], fmt="o",
-                        color=color, capsize=4, markersize=6)
-        ax.set_yticks(range(len(differences)), [d["method"] for d in differences])
+            mean = 100 * d["mean"]
+            errors = [[0], [0]] if d["lower"] is None else [[mean - 100 * d["lower"]], [100 * d["upper"] - mean]]
+            ax.errorbar(mean, y, xerr=errors, fmt="o", color="C3" if d["method"] == subject else "C0", capsize=4,
+                        markersize=6)
+        ax.set_yticks(range(len(differences)), [f"{d['method']} (n={len(d['seeds'])})" for d in differences])
         ax.set_ylim(-0.6, len(differences) - 0.4)
         ax.set_title(f"batch {row['batch_size']}: gap {_points(row['gap'])} points", fontsize=10)
-        ax.set_xlabel(f"test accuracy minus {row['reference']} at batch {row['batch_size']} (points, paired by seed)")
+        ax.set_xlabel(f"test accuracy minus {row['reference']} at this batch (points)")
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
-    fig.suptitle(f"{results['dataset']}: mean paired difference over {len(results['seeds'])} seeds with 95% "
-                 f"t intervals", fontsize=10)
+    if rows:
+        fig.legend([zero, level, band], [f"{rows[0]['reference']} at this batch",
+                                         f"{rows[0]['reference']} at batch {rows[0]['reference_batch_size']}",
+                                         "its 95% interval"], loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle(f"{results['dataset']}: mean paired difference over seeds (n pairs) with 95% t intervals",
+                 fontsize=10)
     fig.savefig(path, dpi=120)
     return fig
 
