@@ -32,7 +32,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
 

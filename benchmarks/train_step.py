@@ -19,7 +19,6 @@ import time
 
 import jax
 import jax.extend
-import jax.numpy as jnp
 import numpy as np
 
 
