@@ -539,6 +539,8 @@ def test_compare_reports_the_gap_the_share_closed_and_a_verdict_against_the_cont
             r["final_accuracy"] -= 0.03
     [row] = dreg_study.compare(runs, ("B0", "B1", "DReg"), (32, 512), subject="DReg", controls=("B1",))
     assert "no evidence that DReg closes any of the gap beyond B1" in row["verdict"]
+    [uncontrolled] = dreg_study.compare(runs, ("B0", "B1", "DReg"), (32, 512), subject="DReg")
+    assert uncontrolled["verdict"].endswith(dreg_study._points(uncontrolled["subject"][1]))  # no controls: no verdict
     results = {"dataset": "toy", "methods": ["B0", "B1", "DReg"], "seeds": [0, 1, 2, 3], "comparisons": [row]}
     fig = dreg_study.plot_differences(results, str(tmp_path / "differences.png"))
     ax = fig.axes[0]

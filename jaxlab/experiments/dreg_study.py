@@ -330,7 +330,7 @@ def paired_difference(runs: list[dict], method: str, versus: str, batch_size: in
 
 
 def _points(difference: dict) -> str:
-    """'+1.23 [0.40, 2.06]' in accuracy points, or 'n/a (k pairs)'."""
+    """'+1.23 [+0.40, +2.06]' (mean [interval] in accuracy points), or 'n/a (k pair(s))' below 2 pairs."""
     if difference["lower"] is None:
         return f"n/a ({len(difference['seeds'])} pair(s))"
     return "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * difference[k] for k in ("mean", "lower", "upper")))
@@ -371,7 +371,9 @@ def _verdict(size, reference_size, reference, gap, subject, against, controls) -
     if not subject or not against:
         return text
     parts = ", ".join(f"{subject} - {d['versus']} {_points(d)}" for d in against)
-    if not controls or any(d["lower"] is None for d in controls):
+    if not controls:
+        return f"{text}; {parts}"
+    if any(d["lower"] is None for d in controls):
         return f"{text}; {parts}; too few seeds for a verdict"
     beyond = all(d["lower"] > 0 for d in controls)
     names = " and ".join(d["versus"] for d in controls)
